@@ -1,0 +1,1 @@
+"""The ``simimg-admin`` command line (Typer)."""

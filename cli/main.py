@@ -1,0 +1,227 @@
+"""``simimg-admin``: ingest, search, status, and the commands other modules register."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cli.common import (
+    GlobalOptions,
+    err,
+    out,
+    print_json_line,
+    progress_bar,
+    require_dir,
+    require_file,
+    settings_from,
+    user_errors,
+)
+from ingest.report import IngestReport
+from service.search import SEARCH_MODES, SearchResult
+
+app = typer.Typer(
+    name="simimg-admin",
+    help="Self-hosted image similarity search: ingest folders, search by image, manage the "
+    "collection. Settings come from SIMIMG_* environment variables (QDRANT_URL selects a "
+    "Qdrant server); the options below override them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data directory (env SIMIMG_DATA_DIR, default ./simimg-data)")
+    ] = None,
+    collection: Annotated[
+        str | None, typer.Option(help="Collection name (env SIMIMG_COLLECTION, default images)")
+    ] = None,
+    qdrant_url: Annotated[
+        str | None, typer.Option(help="Qdrant server URL; unset = embedded store (env QDRANT_URL)")
+    ] = None,
+    image_size: Annotated[
+        int | None, typer.Option(help="MobileNet input size (env SIMIMG_IMAGE_SIZE, default 224)")
+    ] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="Inference runtime: onnx or torch (env SIMIMG_RUNTIME)")
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option(help="MobileNetV2 weights file, or 'timm' (env SIMIMG_WEIGHTS)")
+    ] = None,
+) -> None:
+    ctx.obj = GlobalOptions(
+        overrides={
+            "data_dir": data_dir,
+            "collection": collection,
+            "qdrant_url": qdrant_url,
+            "image_size": image_size,
+            "runtime": runtime,
+            "weights": weights,
+        }
+    )
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    folder: Annotated[Path, typer.Argument(help="Folder of images (searched recursively)")],
+    batch_size: Annotated[int | None, typer.Option(help="Images per inference batch")] = None,
+    workers: Annotated[int | None, typer.Option(help="Parallel decode workers")] = None,
+    shard: Annotated[
+        str | None, typer.Option(help="Ingest only shard i/n of the files (parallel workers)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+) -> None:
+    """Embed every image under FOLDER and store it. Safe to re-run or resume after a crash."""
+    from ingest.walker import Shard, iter_image_files
+    from service.pipeline import build_pipeline
+    from service.store import open_store
+
+    require_dir(folder, "folder")
+    with user_errors():
+        settings = settings_from(ctx, batch_size=batch_size, decode_workers=workers)
+        selected = Shard.parse(shard) if shard else None
+        files = list(iter_image_files(folder, selected))
+        store = open_store(settings)
+        try:
+            pipeline = build_pipeline(settings)
+            report = _run_ingest(store, pipeline, folder, files)
+        finally:
+            store.close()
+    _print_ingest_report(report, as_json)
+
+
+def _run_ingest(store, pipeline, folder: Path, files: list[Path]) -> IngestReport:  # noqa: ANN001
+    from ingest.runner import FolderIngester
+
+    ingester = FolderIngester(store, pipeline)
+    with progress_bar() as progress:
+        task = progress.add_task(f"ingest {folder}", total=len(files))
+        return ingester.ingest(folder, files, lambda n: progress.advance(task, n))
+
+
+def _print_ingest_report(report: IngestReport, as_json: bool) -> None:
+    if as_json:
+        print_json_line(report.to_json())
+        return
+    err.print(
+        f"found {report.found}, added {report.added}, already stored {report.already_stored}, "
+        f"duplicates {report.duplicates}, failed {len(report.failed)} "
+        f"in {report.seconds:.1f}s ({report.images_per_second:.1f} images/s)"
+    )
+    for path, reason in report.failed:
+        err.print(f"  skipped {path}: {reason}", highlight=False, markup=False)
+
+
+@app.command()
+def search(
+    ctx: typer.Context,
+    images: Annotated[list[Path], typer.Argument(help="Query image file(s)")],
+    k: Annotated[int, typer.Option("--k", "-k", help="Number of results per query")] = 6,
+    space: Annotated[
+        str, typer.Option(help=f"Vector space: {', '.join(SEARCH_MODES)}")
+    ] = "mobilenet",
+    cluster: Annotated[
+        int | None, typer.Option(help="Only results in this cluster (-1 = noise)")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON Lines: one object per query")
+    ] = False,
+) -> None:
+    """Find the images most similar to each query image (in the collection or not)."""
+    from service.pipeline import build_pipeline
+    from service.search import Searcher
+    from service.store import open_store
+
+    for image in images:
+        require_file(image, "query image")
+    with user_errors():
+        settings = settings_from(ctx)
+        store = open_store(settings)
+        try:
+            searcher = Searcher(store, build_pipeline(settings))
+            for image in images:
+                results = searcher.search(image, space=space, k=k, cluster=cluster)
+                _print_results(image, results, as_json)
+        finally:
+            store.close()
+
+
+def _print_results(query: Path, results: list[SearchResult], as_json: bool) -> None:
+    if as_json:
+        print_json_line({"query": str(query), "results": [r.to_json() for r in results]})
+        return
+    table = Table(title=f"most similar to {query}", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("cluster", justify="right")
+    table.add_column("path")
+    for rank, result in enumerate(results, start=1):
+        cluster = "" if result.cluster is None else str(result.cluster)
+        table.add_row(str(rank), f"{result.score:.4f}", cluster, str(result.file))
+    out.print(table)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object")] = False,
+) -> None:
+    """Show how many images are stored, which vectors they have, and the configuration."""
+    from service.status import collection_status
+    from service.store import open_store
+
+    with user_errors():
+        settings = settings_from(ctx)
+        store = open_store(settings)
+        try:
+            info = collection_status(settings, store)
+        finally:
+            store.close()
+    if as_json:
+        print_json_line(info)
+        return
+    table = Table(show_header=False, title="simimg status", title_justify="left")
+    table.add_row("store", f"{info['store']} / collection {info['collection']}")
+    table.add_row("points", str(info["points"]))
+    for space, count in info["vectors"].items():
+        table.add_row(f"{space} vectors", str(count))
+    clustering = info["clustering"]
+    if clustering:
+        table.add_row(
+            "clustering",
+            f"{clustering.get('clusters')} clusters, {clustering.get('noise')} noise "
+            f"({clustering.get('space')}, eps {clustering.get('eps')})",
+        )
+        table.add_row("unlabelled since", str(info["unlabelled"]))
+    else:
+        table.add_row("clustering", "never run")
+    autoencoder = info["autoencoder"]
+    table.add_row("autoencoder", autoencoder.get("version", "?") if autoencoder else "not trained")
+    for key, value in info["config"].items():
+        table.add_row(f"config {key}", str(value))
+    out.print(table)
+
+
+def _register_plugins() -> None:
+    """Commands defined in their own modules (one module per feature)."""
+    import importlib
+
+    for module_name in ("cli.train_commands", "cli.cluster_commands", "cli.server_commands",
+                        "cli.serve_command"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue
+        module.register(app)
+
+
+_register_plugins()

@@ -1,0 +1,1 @@
+"""Ingestion worker: walk a folder, embed every image, upsert into the store."""

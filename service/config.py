@@ -1,0 +1,133 @@
+"""All configuration in one place.
+
+Every setting comes from an environment variable with the ``SIMIMG_`` prefix (the server
+connection keeps Qdrant's own names, ``QDRANT_URL`` and ``QDRANT_API_KEY``) and can be
+overridden by a CLI flag, which passes it to :meth:`Settings.from_env` as an override.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SIMIMG_"
+
+# Settings read from variables outside the SIMIMG_ prefix: Qdrant's own names.
+_UNPREFIXED = {"qdrant_url": "QDRANT_URL", "qdrant_api_key": "QDRANT_API_KEY"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime configuration. Field ``foo_bar`` is read from ``SIMIMG_FOO_BAR``."""
+
+    data_dir: Path = field(default=Path("./simimg-data"))
+    collection: str = "images"
+    qdrant_url: str | None = None
+    qdrant_api_key: str | None = None
+    # MobileNet input size (timm's data config scales resize and crop with it).
+    image_size: int = 224
+    latent_dim: int = 256
+    batch_size: int = 16
+    # Decompression-bomb guard: images with more pixels than this are refused.
+    max_pixels: int = 50_000_000
+    # Largest accepted file (bytes); larger files are skipped without being read.
+    max_file_bytes: int = 100_000_000
+    # Explicit MobileNetV2 weights file (torchvision or timm state dict).
+    weights: Path | None = None
+    # Inference runtime for MobileNet: "onnx" (fast, exported and verified) or "torch".
+    runtime: str = "onnx"
+    # Threads decoding images in parallel with inference.
+    decode_workers: int = 2
+    # Server-only collection options (see docs/schema.md).
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    quantization: str = "none"  # "none" or "int8"
+    shard_number: int = 1
+    replication_factor: int = 1
+
+    def __post_init__(self) -> None:
+        # Accept plain strings for paths (tests and callers often pass them).
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser())
+        if self.weights is not None and not isinstance(self.weights, Path):
+            object.__setattr__(self, "weights", Path(self.weights).expanduser())
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Build settings from ``env`` (default ``os.environ``), then apply non-None overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            var = _UNPREFIXED.get(f.name, ENV_PREFIX + f.name.upper())
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f.name, raw, var)
+        settings = cls(**values)
+        applied = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(applied) - {f.name for f in fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+        settings = replace(settings, **applied)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` naming the setting when a value is out of range."""
+        from service.errors import ConfigError
+
+        if self.image_size < 32 or self.image_size > 1024:
+            raise ConfigError(f"image_size must be between 32 and 1024, got {self.image_size}")
+        if self.latent_dim < 2 or self.latent_dim > 4096:
+            raise ConfigError(f"latent_dim must be between 2 and 4096, got {self.latent_dim}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.runtime not in ("onnx", "torch"):
+            raise ConfigError(f"runtime must be 'onnx' or 'torch', got {self.runtime!r}")
+        if self.quantization not in ("none", "int8"):
+            raise ConfigError(f"quantization must be 'none' or 'int8', got {self.quantization!r}")
+        if self.decode_workers < 1:
+            raise ConfigError(f"decode_workers must be at least 1, got {self.decode_workers}")
+
+    @property
+    def uses_server(self) -> bool:
+        return bool(self.qdrant_url)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.data_dir / "state"
+
+    def describe(self) -> dict[str, Any]:
+        """Settings as plain JSON-able values, with the API key masked."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "qdrant_api_key" and value:
+                value = "***"
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+_INT_FIELDS = {f.name for f in fields(Settings) if f.type in ("int", int)}
+_PATH_FIELDS = {"data_dir", "weights"}
+
+
+def _coerce(name: str, raw: str, var: str) -> Any:
+    from service.errors import ConfigError
+
+    if name in _INT_FIELDS:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{var} must be an integer, got {raw!r}") from None
+    if name in _PATH_FIELDS:
+        return Path(raw).expanduser()
+    return raw

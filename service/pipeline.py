@@ -1,0 +1,140 @@
+"""The one data path from file bytes to vectors, shared by ingest, queries and training.
+
+``prepare`` (decode + preprocess, thread-safe, releases the GIL in PIL) is what decode
+workers run in parallel; ``embed`` runs the models on a stacked batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from service.config import Settings
+from service.embedders.base import Embedder
+from service.errors import ImageDecodeError, ModelNotTrainedError
+from service.images import decode_image, sha256_hex
+from service.store.schema import VECTOR_AUTOENCODER, VECTOR_MOBILENET, point_id_for
+
+
+@dataclass
+class PreparedImage:
+    """A decoded, preprocessed image with the facts stored in its payload."""
+
+    source: str
+    sha256: str
+    point_id: str
+    file_size: int
+    width: int
+    height: int
+    format: str
+    inputs: dict[str, np.ndarray] = field(repr=False)
+
+
+def read_image_bytes(path: Path, max_file_bytes: int) -> bytes:
+    """Read a file for decoding, refusing non-files and oversized files with a clear reason."""
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise ImageDecodeError(f"{path}: not a regular file")
+        if size > max_file_bytes:
+            raise ImageDecodeError(
+                f"{path}: file is {size:,} bytes, over the limit of {max_file_bytes:,} "
+                "(SIMIMG_MAX_FILE_BYTES)"
+            )
+        return path.read_bytes()
+    except OSError as exc:
+        raise ImageDecodeError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+
+
+class EmbeddingPipeline:
+    """Decode once, preprocess for every embedder, embed batches per space."""
+
+    def __init__(self, settings: Settings, embedders: Sequence[Embedder]) -> None:
+        self.settings = settings
+        self.embedders = {e.space: e for e in embedders}
+        self._min_side = max(e.min_side for e in embedders)
+
+    @property
+    def spaces(self) -> list[str]:
+        return list(self.embedders)
+
+    def model_id(self, space: str) -> str | None:
+        embedder = self.embedders.get(space)
+        return embedder.model_id if embedder else None
+
+    def embedder(self, space: str) -> Embedder:
+        try:
+            return self.embedders[space]
+        except KeyError:
+            if space == VECTOR_AUTOENCODER:
+                raise ModelNotTrainedError(
+                    "no autoencoder model is trained yet: run `simimg-admin train` first, "
+                    "or search with --space mobilenet"
+                ) from None
+            raise
+
+    def prepare(self, data: bytes, source: str, sha256: str | None = None) -> PreparedImage:
+        """Decode and preprocess; raises ImageDecodeError naming ``source``.
+
+        ``sha256``: the content hash when the caller already computed it.
+        """
+        decoded = decode_image(
+            data, max_pixels=self.settings.max_pixels, min_side=self._min_side, source=source
+        )
+        digest = sha256 or sha256_hex(data)
+        return PreparedImage(
+            source=source,
+            sha256=digest,
+            point_id=point_id_for(digest),
+            file_size=len(data),
+            width=decoded.width,
+            height=decoded.height,
+            format=decoded.format,
+            inputs={space: e.preprocess(decoded.image) for space, e in self.embedders.items()},
+        )
+
+    def prepare_file(self, path: Path, source: str | None = None) -> PreparedImage:
+        data = read_image_bytes(path, self.settings.max_file_bytes)
+        return self.prepare(data, source or str(path))
+
+    def embed(
+        self, items: Sequence[PreparedImage], spaces: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Vectors for ``items`` in each requested space (default: every loaded space)."""
+        wanted = list(spaces) if spaces is not None else self.spaces
+        out: dict[str, np.ndarray] = {}
+        for space in wanted:
+            embedder = self.embedder(space)
+            if not items:
+                out[space] = np.zeros((0, embedder.dim), np.float32)
+                continue
+            batch = np.stack([item.inputs[space] for item in items])
+            out[space] = embedder.embed(batch)
+        return out
+
+
+def build_pipeline(settings: Settings, spaces: Sequence[str] | None = None) -> EmbeddingPipeline:
+    """Load the embedders. By default MobileNet plus the autoencoder when one is trained.
+
+    ``spaces`` limits loading (e.g. only ``autoencoder`` for re-embedding); asking for the
+    autoencoder before a model exists raises :class:`ModelNotTrainedError`.
+    """
+    from service.autoencoder import load_autoencoder_embedder
+    from service.embedders.mobilenet import load_mobilenet
+
+    wanted = set(spaces) if spaces is not None else {VECTOR_MOBILENET, VECTOR_AUTOENCODER}
+    embedders: list[Embedder] = []
+    if VECTOR_MOBILENET in wanted:
+        embedders.append(load_mobilenet(settings))
+    if VECTOR_AUTOENCODER in wanted:
+        autoencoder = load_autoencoder_embedder(settings)
+        if autoencoder is not None:
+            embedders.append(autoencoder)
+        elif spaces is not None:
+            raise ModelNotTrainedError(
+                "no autoencoder model is trained yet: run `simimg-admin train` first"
+            )
+    return EmbeddingPipeline(settings, embedders)
