@@ -297,6 +297,10 @@ def test_set_payload_and_delete_payload_key(store: VectorStore) -> None:
             assert got[p.id] == p.payload
     assert store.count(PointFilter(cluster=5)) == 3
 
+    # numpy scalars (e.g. DBSCAN labels) are accepted as payload values and filter values
+    store.set_payload({schema.PAYLOAD_CLUSTER: np.int64(5)}, ids)
+    assert store.count(PointFilter(cluster=np.int64(5))) == 3  # type: ignore[arg-type]
+
     store.delete_payload_key(schema.PAYLOAD_CLUSTER, ids[:2])
     got = {r.id: r.payload for r in store.retrieve(ids)}
     assert schema.PAYLOAD_CLUSTER not in got[ids[0]] and got[ids[0]]["extra"] == "x"

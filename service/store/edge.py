@@ -1,13 +1,14 @@
 """Embedded backend: Qdrant's own engine in-process (``qdrant-edge-py``), no server needed.
 
-Quirks of qdrant-edge 0.9.0 this module works around (see docs in the lead's report):
+Quirks of qdrant-edge 0.9.0 that this module works around:
 
 * every engine error is a bare ``Exception`` whose message is the only clue, so errors are
   classified by text (``WouldBlock`` = directory held by another open shard);
 * point ids come back as :class:`uuid.UUID`, not ``str``;
 * ``EdgeShard.retrieve`` needs ``with_payload`` and ``with_vector`` although the stubs say
   they are optional;
-* ``update``/``set_payload`` on a missing id fails the whole operation ("No point with id").
+* a write (set_payload, delete_payload, update_vectors) naming a missing id raises "No point
+  with id ..." *after* applying it to the ids that exist: not atomic.
 """
 
 from __future__ import annotations
@@ -267,7 +268,9 @@ def _filter(where: PointFilter | None) -> qe.Filter | None:
     must: list[Any] = []
     must_not: list[Any] = []
     if where.cluster is not None:
-        must.append(qe.FieldCondition(schema.PAYLOAD_CLUSTER, match=qe.MatchValue(where.cluster)))
+        must.append(
+            qe.FieldCondition(schema.PAYLOAD_CLUSTER, match=qe.MatchValue(int(where.cluster)))
+        )
     if where.unlabelled:
         must.append(qe.IsEmptyCondition(schema.PAYLOAD_CLUSTER))
     if where.has_vector:

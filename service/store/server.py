@@ -193,7 +193,7 @@ class ServerStore:
     def upsert(self, points: Sequence[PointRecord]) -> None:
         for start in range(0, len(points), _BATCH):
             batch = [
-                qm.PointStruct(id=p.id, vector=_vectors_out(p.vectors), payload=dict(p.payload))
+                qm.PointStruct(id=p.id, vector=_vectors_out(p.vectors), payload=_plain(p.payload))
                 for p in points[start : start + _BATCH]
             ]
             self._call(lambda batch=batch: self._client.upsert(self.collection, batch, wait=True))
@@ -210,7 +210,7 @@ class ServerStore:
         if ids:
             self._call(
                 lambda: self._client.set_payload(
-                    self.collection, dict(payload), points=list(ids), wait=True
+                    self.collection, _plain(payload), points=list(ids), wait=True
                 )
             )
 
@@ -299,6 +299,17 @@ def _vectors_out(vectors: Mapping[str, np.ndarray]) -> dict[str, list[float]]:
     return {name: np.asarray(v, dtype=np.float32).tolist() for name, v in vectors.items()}
 
 
+def _plain(value: Any) -> Any:
+    """Payload with numpy scalars/arrays turned into JSON types (the HTTP client needs that)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    return value
+
+
 def _with_vectors(with_vectors: bool | Sequence[str]) -> bool | list[str]:
     return with_vectors if isinstance(with_vectors, bool) else list(with_vectors)
 
@@ -320,7 +331,9 @@ def _filter(where: PointFilter | None) -> qm.Filter | None:
     must_not: list[Any] = []
     if where.cluster is not None:
         must.append(
-            qm.FieldCondition(key=schema.PAYLOAD_CLUSTER, match=qm.MatchValue(value=where.cluster))
+            qm.FieldCondition(
+                key=schema.PAYLOAD_CLUSTER, match=qm.MatchValue(value=int(where.cluster))
+            )
         )
     if where.unlabelled:
         must.append(qm.IsEmptyCondition(is_empty=qm.PayloadField(key=schema.PAYLOAD_CLUSTER)))
