@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -22,6 +22,10 @@ from cli.common import (
 from ingest.report import IngestReport
 from service.search import SEARCH_MODES, SearchResult
 
+if TYPE_CHECKING:
+    from service.pipeline import EmbeddingPipeline
+    from service.store.base import VectorStore
+
 app = typer.Typer(
     name="simimg-admin",
     help="Self-hosted image similarity search: ingest folders, search by image, manage the "
@@ -37,7 +41,8 @@ app = typer.Typer(
 def main(
     ctx: typer.Context,
     data_dir: Annotated[
-        Path | None, typer.Option(help="Data directory (env SIMIMG_DATA_DIR, default ./simimg-data)")
+        Path | None,
+        typer.Option(help="Data directory (env SIMIMG_DATA_DIR, default ./simimg-data)"),
     ] = None,
     collection: Annotated[
         str | None, typer.Option(help="Collection name (env SIMIMG_COLLECTION, default images)")
@@ -76,10 +81,32 @@ def ingest(
     shard: Annotated[
         str | None, typer.Option(help="Ingest only shard i/n of the files (parallel workers)")
     ] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Keep running: ingest files as they arrive (Ctrl-C)")
+    ] = False,
+    watch_poll: Annotated[
+        bool,
+        typer.Option(
+            "--watch-poll",
+            help="With --watch: poll file stats instead of OS events (network shares, "
+            "Docker Desktop bind mounts)",
+        ),
+    ] = False,
+    debounce: Annotated[
+        float,
+        typer.Option(min=0.0, help="With --watch: seconds a new file must stay unchanged"),
+    ] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
-    """Embed every image under FOLDER and store it. Safe to re-run or resume after a crash."""
+    """Embed every image under FOLDER and store it. Safe to re-run or resume after a crash.
+
+    With --watch, keep running and ingest new or changed files as they arrive.
+
+    Each round is summarised (with --json, one JSON line per round). Ctrl-C stops.
+    """
+    from ingest.runner import FolderIngester
     from ingest.walker import Shard, iter_image_files
+    from ingest.watch import FolderWatcher, stop_on_signals
     from service.pipeline import build_pipeline
     from service.store import open_store
 
@@ -87,17 +114,36 @@ def ingest(
     with user_errors():
         settings = settings_from(ctx, batch_size=batch_size, decode_workers=workers)
         selected = Shard.parse(shard) if shard else None
-        files = list(iter_image_files(folder, selected))
         store = open_store(settings)
         try:
             pipeline = build_pipeline(settings)
-            report = _run_ingest(store, pipeline, folder, files)
+            watcher = None
+            if watch:
+                watcher = FolderWatcher(
+                    FolderIngester(store, pipeline), folder, shard=selected,
+                    debounce=debounce, polling=watch_poll,
+                    on_report=lambda round_report: _print_ingest_report(round_report, as_json),
+                )
+                watcher.start()  # before listing, so no file slips between the two
+            try:
+                files = list(iter_image_files(folder, selected))
+                report = _run_ingest(store, pipeline, folder, files)
+                _print_ingest_report(report, as_json)
+                if watcher is not None:
+                    err.print(f"watching {folder} for new images (Ctrl-C to stop)")
+                    with stop_on_signals(watcher.stop):
+                        total = watcher.run()
+                    err.print(f"stopped watching: added {total.added} images while watching")
+            finally:
+                if watcher is not None:
+                    watcher.close()
         finally:
             store.close()
-    _print_ingest_report(report, as_json)
 
 
-def _run_ingest(store, pipeline, folder: Path, files: list[Path]) -> IngestReport:  # noqa: ANN001
+def _run_ingest(
+    store: VectorStore, pipeline: EmbeddingPipeline, folder: Path, files: list[Path]
+) -> IngestReport:
     from ingest.runner import FolderIngester
 
     ingester = FolderIngester(store, pipeline)
