@@ -90,7 +90,7 @@ OPENCLIPART_EXCLUDE: tuple[str, ...] = ("unsorted", "special")
 _FORMAT_VERSION = {
     "foolbox": 1,
     "skimage": 1,
-    "openclipart": 1,
+    "openclipart": 2,
     "fashion-mnist": 1,
     "camera-roll": 2,
 }
@@ -348,7 +348,7 @@ def _clipart_category(
         im = _load_clipart(path, max_side, max_pixels, min_side)
         if im is None:
             continue
-        im.save(out_dir / names[path], compress_level=3)
+        im.save(out_dir / names[path], compress_level=1)
         written.append(f"{cat}/{names[path]}")
     return sorted(written)
 

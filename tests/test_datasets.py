@@ -1,0 +1,92 @@
+"""Quick checks of benchmarks.datasets: real labelled image folders on disk."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from benchmarks import datasets as ds
+
+needs_fashion = pytest.mark.skipif(
+    not (ds.FASHION_MNIST_ROOT / "train-images-idx3-ubyte.gz").is_file(),
+    reason="Debian package dataset-fashion-mnist not installed "
+    "(apt-get install dataset-fashion-mnist)",
+)
+needs_openclipart = pytest.mark.skipif(
+    not ds.OPENCLIPART_ROOT.is_dir(),
+    reason="Debian package openclipart-png not installed (apt-get install openclipart-png)",
+)
+
+
+def test_foolbox_imagenet_gives_20_labelled_jpegs(tmp_path: Path) -> None:
+    paths = ds.foolbox_imagenet(tmp_path)
+    assert len(paths) == 20
+    assert all(p.suffix == ".jpg" and p.parent == tmp_path for p in paths)
+    labels = [ds.label_of(p) for p in paths]
+    assert all(0 <= x < 1000 for x in labels)
+    assert ds.label_of("imagenet_00_243.jpg") == 243
+    with Image.open(paths[0]) as im:
+        assert im.format == "JPEG" and im.mode == "RGB"
+    # Idempotent: a second call reuses the export.
+    mtime = paths[0].stat().st_mtime_ns
+    assert ds.foolbox_imagenet(tmp_path) == paths
+    assert paths[0].stat().st_mtime_ns == mtime
+
+
+def test_skimage_photos_are_real_colour_images(tmp_path: Path) -> None:
+    paths = ds.skimage_photos(tmp_path)
+    names = {p.stem for p in paths}
+    assert {"chelsea", "coffee", "astronaut", "rocket"} <= names
+    for p in paths:
+        with Image.open(p) as im:
+            assert im.mode == "RGB" and min(im.size) >= 200
+
+
+@needs_fashion
+def test_fashion_mnist_small_count_gives_class_folders(tmp_path: Path) -> None:
+    out = ds.fashion_mnist_labelled(tmp_path, 300, seed=1)
+    assert list(out) == list(ds.FASHION_CLASSES)  # 300 random picks hit all 10 classes
+    assert sum(len(v) for v in out.values()) == 300
+    for label, paths in out.items():
+        assert all(p.parent.name == label for p in paths)
+    with Image.open(out["bag"][0]) as im:
+        assert im.size == (28, 28) and im.mode == "L"
+    # Deterministic for a seed; a different request replaces the old files.
+    again = ds.fashion_mnist_labelled(tmp_path / "again", 300, seed=1)
+    assert [p.name for v in again.values() for p in v] == [p.name for v in out.values() for p in v]
+    small = ds.fashion_mnist_labelled(tmp_path, 20, seed=2, upscale=64)
+    on_disk = sorted(p for p in tmp_path.glob("*/*.png"))
+    assert on_disk == sorted(p for v in small.values() for p in v)
+    with Image.open(on_disk[0]) as im:
+        assert im.size == (64, 64)
+    with pytest.raises(ValueError, match="split='all'"):
+        ds.fashion_mnist_labelled(tmp_path / "x", 70_000)
+
+
+@needs_openclipart
+def test_openclipart_small_sample_decodes(tmp_path: Path) -> None:
+    out = ds.openclipart_labelled(tmp_path, per_category=3, categories=4, max_side=128)
+    assert len(out) == 4
+    for label, paths in out.items():
+        assert len(paths) == 3
+        for p in paths:
+            assert p.parent.name == label
+            with Image.open(p) as im:
+                im.load()
+                assert im.mode == "RGB" and max(im.size) <= 128
+    record = json.loads((tmp_path / ds.MARKER).read_text())
+    assert record["kind"] == "openclipart" and len(record["files"]) == 12
+
+
+@needs_openclipart
+def test_camera_roll_small(tmp_path: Path) -> None:
+    paths = ds.camera_roll_jpegs(tmp_path, 12, side=256, seed=3)
+    assert [p.name for p in paths] == [f"IMG_{i:05d}.jpg" for i in range(12)]
+    for p in paths:
+        with Image.open(p) as im:
+            assert im.format == "JPEG" and im.mode == "RGB" and max(im.size) == 256
+    sources = json.loads((tmp_path / ds.MARKER).read_text())["sources"]
+    assert len(sources) == 12
