@@ -259,6 +259,8 @@ def test_count_with_each_filter_condition(store: VectorStore) -> None:
     assert store.count(PointFilter(not_autoencoder_model="ae-1")) == 10  # 2 ae-0 + 8 missing
     assert store.count(PointFilter(has_vector=AE, not_autoencoder_model="ae-1")) == 5
     assert store.count(PointFilter(cluster=0, not_autoencoder_model="ae-1")) == 1
+    assert store.count(PointFilter(autoencoder_model="ae-1")) == 4
+    assert store.count(PointFilter(autoencoder_model="ae-0", cluster=1)) == 1
     assert store.count(PointFilter(unlabelled=True, has_vector=AE)) == 0
     # a cluster payload set to null counts as unlabelled
     store.set_payload({schema.PAYLOAD_CLUSTER: None}, [labelled[0].id])

@@ -277,6 +277,12 @@ def _filter(where: PointFilter | None) -> qe.Filter | None:
         must.append(qe.HasVectorCondition(where.has_vector))
     if where.lacks_vector:
         must_not.append(qe.HasVectorCondition(where.lacks_vector))
+    if where.autoencoder_model is not None:
+        must.append(
+            qe.FieldCondition(
+                schema.PAYLOAD_AE_MODEL, match=qe.MatchValue(where.autoencoder_model)
+            )
+        )
     if where.not_autoencoder_model is not None:
         must_not.append(
             qe.FieldCondition(

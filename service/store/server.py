@@ -341,6 +341,12 @@ def _filter(where: PointFilter | None) -> qm.Filter | None:
         must.append(qm.HasVectorCondition(has_vector=where.has_vector))
     if where.lacks_vector:
         must_not.append(qm.HasVectorCondition(has_vector=where.lacks_vector))
+    if where.autoencoder_model is not None:
+        must.append(
+            qm.FieldCondition(
+                key=schema.PAYLOAD_AE_MODEL, match=qm.MatchValue(value=where.autoencoder_model)
+            )
+        )
     if where.not_autoencoder_model is not None:
         must_not.append(
             qm.FieldCondition(

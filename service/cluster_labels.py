@@ -1,0 +1,233 @@
+"""Cluster the stored collection: read vectors in pages, cluster, write `cluster` labels.
+
+Crash safety (see :mod:`service.clustering_runs`): labels are computed and staged in the
+state directory first, then a pending record commits the run, then labels are written to
+the payload in batches, then the run record becomes current. A killed run is either
+invisible (killed before the commit: the previous labels and record are untouched) or is
+rolled forward by :func:`finish_pending_run`, which ``cluster`` and ``clusters`` call first.
+"""
+
+from __future__ import annotations
+
+import csv
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service import clustering_runs as runs
+from service.clustering import ClusteringResult, EpsChoice, cluster_vectors
+from service.config import Settings
+from service.errors import ConfigError, EmptyCollectionError
+from service.store.base import PointFilter, PointRecord, VectorStore
+from service.store.schema import (
+    PAYLOAD_CLUSTER,
+    PAYLOAD_PATH,
+    PAYLOAD_ROOT,
+    SPACES,
+    VECTOR_AUTOENCODER,
+)
+
+READ_PAGE = 1000
+LABEL_BATCH = 1000
+
+Progress = Callable[[str, int, int], None]
+
+
+def _no_progress(phase: str, done: int, total: int) -> None:
+    pass
+
+
+def space_filter(space: str, model_id: str | None = None) -> PointFilter:
+    """Points that have a vector in ``space`` (for the autoencoder: made by ``model_id``)."""
+    if space not in SPACES:
+        raise ConfigError(f"--space must be one of {', '.join(SPACES)}, got {space!r}")
+    return PointFilter(
+        has_vector=space,
+        autoencoder_model=model_id if space == VECTOR_AUTOENCODER else None,
+    )
+
+
+def read_vectors(
+    store: VectorStore, space: str, model_id: str | None = None,
+    progress: Progress = _no_progress, page_size: int = READ_PAGE,
+) -> tuple[list[str], np.ndarray]:
+    """Ids and float32 vectors (one row each) of every point with a ``space`` vector."""
+    where = space_filter(space, model_id)
+    total = store.count(where)
+    ids: list[str] = []
+    buffer: np.ndarray | None = None
+    for page in store.scroll(page_size, with_vectors=[space], where=where):
+        rows = [(r.id, r.vectors[space]) for r in page if space in r.vectors]
+        if not rows:
+            continue
+        if buffer is None:
+            buffer = np.empty((max(total, len(rows)), len(rows[0][1])), np.float32)
+        if len(ids) + len(rows) > len(buffer):  # points were added while reading
+            buffer = np.concatenate([buffer, np.empty_like(buffer[: len(rows) + len(buffer) // 4])])
+        for record_id, vector in rows:
+            buffer[len(ids)] = vector
+            ids.append(record_id)
+        progress("read", len(ids), max(total, len(ids)))
+    if buffer is None:
+        return [], np.zeros((0, 0), np.float32)
+    return ids, buffer[: len(ids)]
+
+
+def apply_labels(
+    store: VectorStore, ids: list[str], labels: np.ndarray,
+    progress: Progress = _no_progress, batch: int | None = None,
+) -> None:
+    """Set ``cluster`` on every point in ``ids`` (one call per label and batch), then remove
+    it from every other point, so no label from an earlier run survives. Idempotent."""
+    batch = batch or LABEL_BATCH
+    order = np.argsort(labels, kind="stable")
+    ordered = labels[order]
+    bounds = np.flatnonzero(np.diff(ordered)) + 1
+    done = 0
+    for group in np.split(order, bounds):
+        label = int(labels[group[0]]) if group.size else 0
+        for start in range(0, group.size, batch):
+            part = group[start : start + batch]
+            store.set_payload({PAYLOAD_CLUSTER: label}, [ids[i] for i in part])
+            done += part.size
+            progress("write", done, len(ids))
+    labelled = set(ids)
+    stale: list[str] = []
+    for page in store.scroll(READ_PAGE):
+        stale.extend(r.id for r in page if r.id not in labelled and PAYLOAD_CLUSTER in r.payload)
+    for start in range(0, len(stale), batch):
+        store.delete_payload_key(PAYLOAD_CLUSTER, stale[start : start + batch])
+    store.flush()
+
+
+def finish_pending_run(
+    settings: Settings, store: VectorStore, progress: Progress = _no_progress
+) -> dict[str, Any] | None:
+    """Roll a committed but interrupted run forward; drop stages of uncommitted runs.
+
+    Returns the completed run record, or None when nothing was pending.
+    """
+    pending = runs.pending_run(settings)
+    if pending is None:
+        runs.discard_staged(settings, keep=None)
+        return None
+    run_id, record = pending["run_id"], pending["record"]
+    ids, labels = runs.load_staged_labels(settings, run_id)
+    apply_labels(store, ids, labels, progress)
+    runs.complete_run(settings, run_id, record)
+    return record
+
+
+@dataclass
+class ClusterRun:
+    """A finished run: the algorithm's result and the record saved for ``status``."""
+
+    result: ClusteringResult
+    record: dict[str, Any]
+    ids: list[str]
+
+
+def cluster_collection(
+    settings: Settings,
+    store: VectorStore,
+    space: str = "mobilenet",
+    eps: float | str = "auto",
+    min_samples: int = 5,
+    algorithm: str = "dbscan",
+    dims: int | str | None = "auto",
+    model_id: str | None = None,
+    progress: Progress = _no_progress,
+    on_eps: Callable[[EpsChoice], None] | None = None,
+    on_result: Callable[[ClusteringResult], None] | None = None,
+) -> ClusterRun:
+    """Cluster every point with a ``space`` vector and make the labels current.
+
+    ``model_id``: the current autoencoder version (required for that space). ``on_result``
+    is called after clustering, before any label is written (the CLI prints the table).
+    """
+    if space == VECTOR_AUTOENCODER and model_id is None:
+        raise ConfigError("clustering the autoencoder space needs its current model version")
+    finish_pending_run(settings, store, progress)
+    started = datetime.now(UTC)
+    ids, vectors = read_vectors(store, space, model_id, progress)
+    if not ids:
+        raise EmptyCollectionError(
+            f"no image has a {space} vector: run `simimg-admin ingest FOLDER` first"
+        )
+    try:
+        result = cluster_vectors(vectors, eps, min_samples, algorithm, dims, progress, on_eps)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    del vectors
+    if on_result is not None:
+        on_result(result)
+    run_id = uuid.uuid4().hex[:12]
+    record = {
+        "run_id": run_id,
+        "space": space,
+        "model_id": model_id,
+        **result.summary(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    runs.stage_labels(settings, run_id, ids, result.labels)
+    runs.commit_run(settings, run_id, record)
+    apply_labels(store, ids, result.labels, progress)
+    runs.complete_run(settings, run_id, record)
+    return ClusterRun(result, record, ids)
+
+
+@dataclass
+class ClusterListing:
+    """One cluster of the current labelling with a few example files."""
+
+    cluster: int
+    size: int
+    examples: list[str]
+
+
+def _labelled_points(store: VectorStore) -> Iterator[PointRecord]:
+    for page in store.scroll(READ_PAGE):
+        yield from page
+
+
+def list_clusters(store: VectorStore, examples: int = 3) -> list[ClusterListing]:
+    """Every cluster (noise as -1, last) with its size and up to ``examples`` paths."""
+    sizes: dict[int, int] = {}
+    samples: dict[int, list[str]] = {}
+    for record in _labelled_points(store):
+        label = record.payload.get(PAYLOAD_CLUSTER)
+        if label is None:
+            continue
+        label = int(label)
+        sizes[label] = sizes.get(label, 0) + 1
+        bucket = samples.setdefault(label, [])
+        if len(bucket) < examples:
+            bucket.append(_file_of(record.payload))
+    order = sorted(sizes, key=lambda c: (c < 0, -sizes[c], c))
+    return [ClusterListing(c, sizes[c], samples[c]) for c in order]
+
+
+def export_labels(store: VectorStore, path: Path) -> int:
+    """Write ``id,path,root,cluster`` for every point (empty cluster = unlabelled)."""
+    written = 0
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "path", "root", "cluster"])
+        for record in _labelled_points(store):
+            payload = record.payload
+            label = payload.get(PAYLOAD_CLUSTER)
+            writer.writerow([record.id, payload.get(PAYLOAD_PATH, ""),
+                             payload.get(PAYLOAD_ROOT, ""), "" if label is None else int(label)])
+            written += 1
+    return written
+
+
+def _file_of(payload: dict[str, Any]) -> str:
+    root, path = payload.get(PAYLOAD_ROOT), payload.get(PAYLOAD_PATH, "")
+    return str(Path(root) / path) if root else str(path)
