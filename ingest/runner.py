@@ -1,5 +1,18 @@
 """Ingest one folder: parallel decode workers feed batched inference and batched upserts.
 
+Three stages overlap on the machine's cores:
+
+* decode workers (``settings.decode_workers`` threads) read, hash, decode and preprocess
+  files; PIL and hashlib release the GIL, so they run beside inference;
+* the calling thread stacks prepared images into batches of ``settings.batch_size`` and runs
+  the models on them (ONNX Runtime releases the GIL and uses every core);
+* one writer thread upserts each embedded batch, so the store's work overlaps the next
+  batch's inference.
+
+Memory is bounded whatever the folder size: ``files`` is consumed lazily, at most
+:attr:`FolderIngester.window` files are being decoded or waiting, at most one batch is
+being embedded and at most :data:`_WRITES_IN_FLIGHT` batches of vectors wait for the store.
+
 Point ids derive from file content, so a run killed at any moment and started again stores
 every image exactly once: points already in the store are skipped before decoding.
 """
@@ -8,12 +21,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ingest.report import IngestReport
 from ingest.walker import relative_posix
@@ -36,6 +49,11 @@ from service.store.schema import (
 )
 
 ProgressCallback = Callable[[int], None]
+T = TypeVar("T")
+R = TypeVar("R")
+
+# Embedded batches allowed to wait for the writer thread before inference pauses.
+_WRITES_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,14 @@ class FolderIngester:
         settings = pipeline.settings
         self.batch_size = settings.batch_size
         self.workers = settings.decode_workers
+        # Files submitted to the decode pool but not yet taken by the batcher: enough to
+        # keep every worker busy while a batch is embedded, small enough to bound memory.
+        self.window = max(2 * self.batch_size, 4 * self.workers)
+
+    @property
+    def max_prepared(self) -> int:
+        """Upper bound on prepared (decoded, preprocessed) images alive during ingest."""
+        return self.window + self.batch_size
 
     def ingest(
         self,
@@ -71,19 +97,12 @@ class FolderIngester:
         started = time.perf_counter()
         seen_this_run: set[str] = set()
         batch: list[PreparedImage] = []
-        window = max(2 * self.batch_size, 4 * self.workers)
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="simimg-decode") as pool:
-            pending: deque[Future[PreparedImage | _Stored | _Failed]] = deque()
-            file_iter = iter(files)
-            for path in file_iter:
-                pending.append(pool.submit(self._load, root, path))
-                if len(pending) >= window:
-                    break
-            while pending:
-                result = pending.popleft().result()
-                next_path = next(file_iter, None)
-                if next_path is not None:
-                    pending.append(pool.submit(self._load, root, next_path))
+        with (
+            _BoundedWriter(self.store.upsert, _WRITES_IN_FLIGHT) as writer,
+            ThreadPoolExecutor(self.workers, thread_name_prefix="simimg-decode") as pool,
+        ):
+            results = _ordered_map(pool, lambda path: self._load(root, path), files, self.window)
+            for result in results:
                 report.found += 1
                 if isinstance(result, _Failed):
                     report.failed.append((result.path, result.reason))
@@ -95,12 +114,12 @@ class FolderIngester:
                     seen_this_run.add(result.point_id)
                     batch.append(result)
                     if len(batch) >= self.batch_size:
-                        report.added += self._store_batch(root, batch)
+                        report.added += writer.submit(self._points(root, batch))
                         batch = []
                 if on_progress:
                     on_progress(1)
-        if batch:
-            report.added += self._store_batch(root, batch)
+            if batch:
+                report.added += writer.submit(self._points(root, batch))
         self.store.flush()
         report.seconds = time.perf_counter() - started
         return report
@@ -117,7 +136,8 @@ class FolderIngester:
         except ImageDecodeError as exc:
             return _Failed(source, _reason(exc, source, path))
 
-    def _store_batch(self, root: Path, batch: list[PreparedImage]) -> int:
+    def _points(self, root: Path, batch: Sequence[PreparedImage]) -> list[PointRecord]:
+        """Embed one batch (on the calling thread) and build its store records."""
         vectors = self.pipeline.embed(batch)
         now = datetime.now(UTC).isoformat(timespec="seconds")
         autoencoder_model = self.pipeline.model_id(VECTOR_AUTOENCODER)
@@ -142,8 +162,63 @@ class FolderIngester:
                     payload=payload,
                 )
             )
-        self.store.upsert(points)
+        return points
+
+
+def _ordered_map(
+    pool: ThreadPoolExecutor, fn: Callable[[T], R], items: Iterable[T], window: int
+) -> Iterator[R]:
+    """``map(fn, items)`` on ``pool``, in order, with at most ``window`` calls outstanding.
+
+    ``items`` is pulled lazily, one new item per result handed out, so neither the input nor
+    the results are ever materialised in full. Undelivered calls are cancelled on exit.
+    """
+    pending: deque[Future[R]] = deque()
+    source = iter(items)
+    try:
+        for item in source:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                break
+        while pending:
+            result = pending.popleft().result()
+            for item in source:
+                pending.append(pool.submit(fn, item))
+                break
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+class _BoundedWriter:
+    """Upserts batches on one background thread, with at most ``depth`` batches queued.
+
+    Errors surface on the next :meth:`submit` or on exit, so a failing store stops ingest.
+    """
+
+    def __init__(self, upsert: Callable[[list[PointRecord]], None], depth: int) -> None:
+        self._upsert = upsert
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="simimg-upsert")
+        self._pending: deque[Future[None]] = deque()
+
+    def submit(self, points: list[PointRecord]) -> int:
+        """Queue ``points`` for upsert (waiting while the queue is full); returns their count."""
+        while len(self._pending) >= self._depth:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._upsert, points))
         return len(points)
+
+    def __enter__(self) -> _BoundedWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _reason(exc: ImageDecodeError, *prefixes: object) -> str:

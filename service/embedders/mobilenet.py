@@ -11,6 +11,7 @@ from PIL import Image
 from service.config import Settings
 from service.embedders.base import l2_normalise
 from service.embedders.onnx_export import (
+    MAX_ABS_DIFF,
     ExportMismatchError,
     cached_export,
     export_verified,
@@ -24,7 +25,11 @@ log = logging.getLogger(__name__)
 
 
 class MobileNetEmbedder:
-    """Preprocess with timm's eval transform; run through ONNX Runtime or eager PyTorch."""
+    """Preprocess with timm's eval transform; run through ONNX Runtime or eager PyTorch.
+
+    ``max_abs_diff``: with ONNX Runtime, the export's measured max abs difference from
+    eager PyTorch (raw features, checked when the export was built); None for torch.
+    """
 
     space = VECTOR_MOBILENET
     dim = MOBILENET_DIM
@@ -35,11 +40,13 @@ class MobileNetEmbedder:
         run: Callable[[np.ndarray], np.ndarray],
         model_id: str,
         runtime: str,
+        max_abs_diff: float | None = None,
     ) -> None:
         self._preprocess = preprocess
         self._run = run
         self.model_id = model_id
         self.runtime = runtime
+        self.max_abs_diff = max_abs_diff
 
     @property
     def min_side(self) -> int:
@@ -63,9 +70,12 @@ def load_mobilenet(settings: Settings) -> MobileNetEmbedder:
     cache_dir = settings.models_dir / "mobilenet"
     if settings.runtime == "onnx":
         cached = cached_export(cache_dir, model_id)
-        if cached is not None:
+        diff = _verified_diff(cached.meta) if cached is not None else None
+        if cached is not None and diff is not None:
             preprocess = CenterCropPreprocess.from_dict(cached.meta["preprocess"])
-            return MobileNetEmbedder(preprocess, make_session(cached.path), model_id, "onnx")
+            return MobileNetEmbedder(
+                preprocess, make_session(cached.path), model_id, "onnx", diff
+            )
     preprocess = CenterCropPreprocess.from_timm(MODEL_NAME, settings.image_size)
     model = build_mobilenet(source)
     if settings.runtime == "onnx":
@@ -74,10 +84,22 @@ def load_mobilenet(settings: Settings) -> MobileNetEmbedder:
                 model, (3, settings.image_size, settings.image_size), cache_dir, model_id,
                 {"preprocess": preprocess.to_dict(), "weights": str(source)},
             )
-            return MobileNetEmbedder(preprocess, make_session(export.path), model_id, "onnx")
+            return MobileNetEmbedder(
+                preprocess, make_session(export.path), model_id, "onnx",
+                float(export.meta["max_abs_diff"]),
+            )
         except ExportMismatchError as exc:
             log.warning("%s; falling back to eager PyTorch", exc)
     return MobileNetEmbedder(preprocess, _torch_runner(model), model_id, "torch")
+
+
+def _verified_diff(meta: dict[str, object]) -> float | None:
+    """The recorded ONNX-vs-PyTorch difference if the sidecar proves a passing check."""
+    diff = meta.get("max_abs_diff")
+    if not isinstance(diff, int | float) or not diff <= MAX_ABS_DIFF or "preprocess" not in meta:
+        log.warning("cached ONNX export has no passing verification record; re-exporting")
+        return None
+    return float(diff)
 
 
 def _torch_runner(model: object) -> Callable[[np.ndarray], np.ndarray]:

@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 # Largest max-abs difference between ONNX Runtime and eager PyTorch we accept on the raw
 # (un-normalised) features. Measured agreement is ~1e-5; anything near this is a bad export.
 MAX_ABS_DIFF = 1e-3
+# Images per ONNX Runtime call when a batch is spread over the cores (see make_session).
+CHUNK = 4
 
 
 @dataclass(frozen=True)
@@ -109,18 +112,37 @@ def _torch_export(model: torch.nn.Module, sample: torch.Tensor, path: Path) -> N
 
 
 def make_session(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """An ONNX Runtime session on all cores, wrapped as ``batch -> features``."""
+    """An ONNX Runtime session on all cores, wrapped as ``batch -> features``.
+
+    Data-parallel rather than op-parallel: the session runs each call on one thread
+    (``intra_op_num_threads=1``) and a batch is split into chunks of :data:`CHUNK` images
+    that run concurrently, one per core. Measured on 2 cores this takes about 20% less CPU
+    per image than one batch-16 call on 2 intra-op threads, which synchronise after every
+    layer, and small chunks stay in cache. Idle threads never spin, so decode workers
+    running beside inference keep their CPU. A single image runs on one core.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
+    options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
+    workers = os.cpu_count() or 1
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="simimg-onnx") if workers > 1 else None
+
+    def run_one(chunk: np.ndarray) -> np.ndarray:
+        return session.run(None, {input_name: chunk})[0]
 
     def run(batch: np.ndarray) -> np.ndarray:
-        return session.run(None, {input_name: np.ascontiguousarray(batch, np.float32)})[0]
+        batch = np.ascontiguousarray(batch, np.float32)
+        if pool is None or len(batch) <= CHUNK:
+            return run_one(batch)
+        chunks = [batch[i : i + CHUNK] for i in range(0, len(batch), CHUNK)]
+        return np.concatenate(list(pool.map(run_one, chunks)))
 
     return run
 
