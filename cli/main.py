@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -125,15 +126,20 @@ def ingest(
                     on_report=lambda round_report: _print_ingest_report(round_report, as_json),
                 )
                 watcher.start()  # before listing, so no file slips between the two
+            # With --watch, SIGTERM/Ctrl-C stop cleanly from the very start (also during the
+            # first scan); without it, Ctrl-C keeps its usual meaning.
+            signals = stop_on_signals(watcher.stop) if watcher else contextlib.nullcontext()
             try:
-                files = list(iter_image_files(folder, selected))
-                report = _run_ingest(store, pipeline, folder, files)
-                _print_ingest_report(report, as_json)
-                if watcher is not None:
-                    err.print(f"watching {folder} for new images (Ctrl-C to stop)")
-                    with stop_on_signals(watcher.stop):
+                with signals:
+                    files = list(iter_image_files(folder, selected))
+                    report = _run_ingest(store, pipeline, folder, files)
+                    _print_ingest_report(report, as_json)
+                    if watcher is not None:
+                        err.print(f"watching {folder} for new images (Ctrl-C to stop)")
                         total = watcher.run()
-                    err.print(f"stopped watching: added {total.added} images while watching")
+                        err.print(
+                            f"stopped watching: added {total.added} images while watching"
+                        )
             finally:
                 if watcher is not None:
                     watcher.close()

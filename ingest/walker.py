@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,16 +37,41 @@ class Shard:
 
 
 def relative_posix(path: Path, root: Path) -> str:
-    return path.relative_to(root).as_posix()
+    """``path`` relative to ``root``, POSIX separators, always valid UTF-8 (payload-safe).
+
+    ``root`` may be resolved while ``path`` is not (a relative or symlinked folder given on
+    the command line); the file's folder is then resolved too, never the file itself, so a
+    symlinked file keeps its own name. Linux allows any bytes in a file name: bytes that are
+    not UTF-8 are written as ``\\xNN`` escapes (``b"caf\\xe9.jpg"`` -> ``caf\\xe9.jpg``),
+    because Qdrant payloads, JSON and terminals need valid UTF-8. The file's identity stays
+    its content hash (``sha256`` payload), see docs/reliability.md.
+    """
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        folder = Path(os.path.abspath(path.parent)).resolve()
+        relative = (folder / path.name).relative_to(root.resolve())
+    return os.fsencode(relative.as_posix()).decode("utf-8", "backslashreplace")
 
 
-def iter_image_files(root: Path, shard: Shard | None = None) -> Iterator[Path]:
+def iter_image_files(
+    root: Path,
+    shard: Shard | None = None,
+    on_error: Callable[[Path, OSError], None] | None = None,
+) -> Iterator[Path]:
     """Image files below ``root`` in sorted order; hidden entries are skipped.
 
     Directory symlinks are not followed (no loops); file symlinks are yielded and resolved
     when read, so a broken one is reported by the reader rather than silently dropped.
+    ``on_error(folder, error)`` is called for each folder that cannot be listed (e.g. no
+    permission), whose images would otherwise be skipped without a word.
     """
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+
+    def walk_error(error: OSError) -> None:
+        if on_error is not None:
+            on_error(Path(error.filename or root), error)
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=walk_error, followlinks=False):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):

@@ -31,6 +31,11 @@ Image.MAX_IMAGE_PIXELS = None
 
 _ROTATING_ORIENTATIONS = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 
+# Longest side / shortest side kept. Preprocessing scales the shortest side up to a few
+# hundred pixels, so a 1x40000 strip (a 90-byte PNG) would become a 10-gigabyte image; the
+# centre of such a strip is kept instead. Square centre crops never see the cut part.
+MAX_ASPECT = 64
+
 
 @dataclass(frozen=True)
 class DecodedImage:
@@ -102,7 +107,21 @@ def _decode(data: bytes, *, max_pixels: int, min_side: int | None, source: str) 
     img.load()
     if orientation not in (None, 1):
         img = ImageOps.exif_transpose(img)
-    return DecodedImage(image=to_rgb(img), width=width, height=height, format=fmt)
+    return DecodedImage(image=to_rgb(_limit_aspect(img)), width=width, height=height, format=fmt)
+
+
+def _limit_aspect(img: Image.Image) -> Image.Image:
+    """The centre of ``img`` with at most :data:`MAX_ASPECT` : 1 sides (itself if within)."""
+    width, height = img.size
+    if max(width, height) <= MAX_ASPECT * min(width, height):
+        return img
+    if width > height:
+        keep = MAX_ASPECT * height
+        left = (width - keep) // 2
+        return img.crop((left, 0, left + keep, height))
+    keep = MAX_ASPECT * width
+    top = (height - keep) // 2
+    return img.crop((0, top, width, top + keep))
 
 
 def _exif_orientation(img: Image.Image) -> int | None:
