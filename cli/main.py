@@ -24,8 +24,8 @@ from ingest.report import IngestReport
 from service.search import SEARCH_MODES, SearchResult
 
 if TYPE_CHECKING:
-    from service.pipeline import EmbeddingPipeline
-    from service.store.base import VectorStore
+    from ingest.runner import FolderIngester
+    from ingest.walker import Shard
 
 app = typer.Typer(
     name="simimg-admin",
@@ -106,22 +106,22 @@ def ingest(
     Each round is summarised (with --json, one JSON line per round). Ctrl-C stops.
     """
     from ingest.runner import FolderIngester
-    from ingest.walker import Shard, iter_image_files
+    from ingest.walker import Shard
     from ingest.watch import FolderWatcher, stop_on_signals
+    from service.collection import open_collection
     from service.pipeline import build_pipeline
-    from service.store import open_store
 
     require_dir(folder, "folder")
     with user_errors():
         settings = settings_from(ctx, batch_size=batch_size, decode_workers=workers)
         selected = Shard.parse(shard) if shard else None
-        store = open_store(settings)
+        store = open_collection(settings)
         try:
-            pipeline = build_pipeline(settings)
+            ingester = FolderIngester(store, build_pipeline(settings))
             watcher = None
             if watch:
                 watcher = FolderWatcher(
-                    FolderIngester(store, pipeline), folder, shard=selected,
+                    ingester, folder, shard=selected,
                     debounce=debounce, polling=watch_poll,
                     on_report=lambda round_report: _print_ingest_report(round_report, as_json),
                 )
@@ -131,8 +131,7 @@ def ingest(
             signals = stop_on_signals(watcher.stop) if watcher else contextlib.nullcontext()
             try:
                 with signals:
-                    files = list(iter_image_files(folder, selected))
-                    report = _run_ingest(store, pipeline, folder, files)
+                    report = _run_ingest(ingester, folder, selected)
                     _print_ingest_report(report, as_json)
                     if watcher is not None:
                         err.print(f"watching {folder} for new images (Ctrl-C to stop)")
@@ -147,15 +146,15 @@ def ingest(
             store.close()
 
 
-def _run_ingest(
-    store: VectorStore, pipeline: EmbeddingPipeline, folder: Path, files: list[Path]
-) -> IngestReport:
-    from ingest.runner import FolderIngester
-
-    ingester = FolderIngester(store, pipeline)
+def _run_ingest(ingester: FolderIngester, folder: Path, shard: Shard | None) -> IngestReport:
     with progress_bar() as progress:
-        task = progress.add_task(f"ingest {folder}", total=len(files))
-        return ingester.ingest(folder, files, lambda n: progress.advance(task, n))
+        task = progress.add_task(f"ingest {folder}", total=None)
+        return ingester.ingest_folder(
+            folder,
+            shard,
+            on_total=lambda total: progress.update(task, total=total),
+            on_progress=lambda n: progress.advance(task, n),
+        )
 
 
 def _print_ingest_report(report: IngestReport, as_json: bool) -> None:
@@ -187,15 +186,15 @@ def search(
     ] = False,
 ) -> None:
     """Find the images most similar to each query image (in the collection or not)."""
+    from service.collection import open_collection
     from service.pipeline import build_pipeline
     from service.search import Searcher
-    from service.store import open_store
 
     for image in images:
         require_file(image, "query image")
     with user_errors():
         settings = settings_from(ctx)
-        store = open_store(settings)
+        store = open_collection(settings)
         try:
             searcher = Searcher(store, build_pipeline(settings))
             for image in images:
@@ -226,12 +225,12 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object")] = False,
 ) -> None:
     """Show how many images are stored, which vectors they have, and the configuration."""
+    from service.collection import open_collection
     from service.status import collection_status
-    from service.store import open_store
 
     with user_errors():
         settings = settings_from(ctx)
-        store = open_store(settings)
+        store = open_collection(settings)
         try:
             info = collection_status(settings, store)
         finally:
@@ -254,6 +253,13 @@ def status(
         table.add_row("unlabelled since", str(info["unlabelled"]))
     else:
         table.add_row("clustering", "never run")
+    mobilenet = info["mobilenet"]
+    diff = mobilenet["onnx_max_abs_diff"]
+    table.add_row(
+        "mobilenet",
+        f"{mobilenet['model_id']} ({mobilenet['runtime']}"
+        + (f", ONNX export verified: max abs diff {diff:.1e})" if diff is not None else ")"),
+    )
     autoencoder = info["autoencoder"]
     table.add_row("autoencoder", autoencoder.get("version", "?") if autoencoder else "not trained")
     for key, value in info["config"].items():

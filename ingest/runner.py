@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ingest.report import IngestReport
-from ingest.walker import relative_posix
+from ingest.walker import Shard, iter_image_files, relative_posix
 from service.errors import ImageDecodeError
 from service.images import sha256_hex
 from service.pipeline import EmbeddingPipeline, PreparedImage, read_image_bytes
@@ -124,6 +124,31 @@ class FolderIngester:
         report.seconds = time.perf_counter() - started
         return report
 
+    def ingest_folder(
+        self,
+        root: Path,
+        shard: Shard | None = None,
+        on_total: Callable[[int], None] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> IngestReport:
+        """Walk ``root`` (one shard of it) and ingest every image file found.
+
+        Folders that cannot be listed are reported in ``failed`` like unreadable files, so a
+        permission problem never hides images silently.
+        """
+        unlistable: list[tuple[str, str]] = []
+
+        def folder_error(folder: Path, error: OSError) -> None:
+            name = relative_posix(folder, root) if folder != root else "."
+            unlistable.append((name, f"cannot list folder ({error.strerror or error})"))
+
+        files = list(iter_image_files(root, shard, on_error=folder_error))
+        if on_total:
+            on_total(len(files))
+        report = self.ingest(root, files, on_progress)
+        report.failed.extend(unlistable)
+        return report
+
     def _load(self, root: Path, path: Path) -> PreparedImage | _Stored | _Failed:
         """Runs in a decode worker: read, hash, skip if stored, else decode + preprocess."""
         source = relative_posix(path, root)
@@ -135,6 +160,8 @@ class FolderIngester:
             return self.pipeline.prepare(data, source, sha256=digest)
         except ImageDecodeError as exc:
             return _Failed(source, _reason(exc, source, path))
+        except MemoryError:
+            return _Failed(source, "out of memory while decoding")
 
     def _points(self, root: Path, batch: Sequence[PreparedImage]) -> list[PointRecord]:
         """Embed one batch (on the calling thread) and build its store records."""

@@ -96,10 +96,6 @@ class Searcher:
         self, vectors: dict[str, np.ndarray], k: int, cluster: int | None = None
     ) -> list[SearchResult]:
         """Search each given space and fuse the rankings when there is more than one."""
-        if self.store.count() == 0:
-            raise EmptyCollectionError(
-                "the collection is empty: run `simimg-admin ingest FOLDER` first"
-            )
         rankings = []
         for space, vector in vectors.items():
             where = PointFilter(
@@ -108,6 +104,11 @@ class Searcher:
             depth = k if len(vectors) == 1 else min(MAX_K, max(4 * k, 50))
             rankings.append(self.store.search(vector, space, depth, where))
         hits = rankings[0] if len(rankings) == 1 else reciprocal_rank_fusion(rankings, k)
+        # Counting on every query costs a scan; an empty result is the cheap signal.
+        if not hits and self.store.count() == 0:
+            raise EmptyCollectionError(
+                "the collection is empty: run `simimg-admin ingest FOLDER` first"
+            )
         return [_to_result(hit) for hit in hits[:k]]
 
     def _autoencoder_model(self, space: str) -> str | None:

@@ -13,6 +13,7 @@ def collection_status(settings: Settings, store: VectorStore) -> dict[str, Any]:
     """Counts per vector space and clustering state, plus the configuration."""
     from service.autoencoder import current_model_info
     from service.clustering_runs import current_run
+    from service.embedders.mobilenet import mobilenet_model_info
 
     points = store.count()
     run = current_run(settings)
@@ -21,6 +22,7 @@ def collection_status(settings: Settings, store: VectorStore) -> dict[str, Any]:
         "vectors": {space: store.count(PointFilter(has_vector=space)) for space in SPACES},
         "unlabelled": store.count(PointFilter(unlabelled=True)) if run else points,
         "clustering": run,
+        "mobilenet": mobilenet_model_info(settings),
         "autoencoder": current_model_info(settings),
         "store": store.name,
         "collection": settings.collection,

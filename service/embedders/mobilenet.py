@@ -63,10 +63,29 @@ class MobileNetEmbedder:
         return l2_normalise(self._run(batch))
 
 
+def mobilenet_model_id(settings: Settings) -> str:
+    """Identifies weights and input size; keys the cached ONNX export."""
+    source = resolve_weights(settings.weights)
+    return f"{MODEL_NAME}-{settings.image_size}px-{weights_fingerprint(source)}"
+
+
+def mobilenet_model_info(settings: Settings) -> dict[str, object]:
+    """What `status` shows about the MobileNet space, without loading the model."""
+    model_id = mobilenet_model_id(settings)
+    cached = cached_export(settings.models_dir / "mobilenet", model_id)
+    diff = _verified_diff(cached.meta) if cached is not None else None
+    return {
+        "model_id": model_id,
+        "runtime": settings.runtime,
+        "onnx_export": str(cached.path) if cached is not None else None,
+        "onnx_max_abs_diff": diff,
+    }
+
+
 def load_mobilenet(settings: Settings) -> MobileNetEmbedder:
     """Build the embedder; with the ONNX runtime, reuse or create a verified cached export."""
     source = resolve_weights(settings.weights)
-    model_id = f"{MODEL_NAME}-{settings.image_size}px-{weights_fingerprint(source)}"
+    model_id = mobilenet_model_id(settings)
     cache_dir = settings.models_dir / "mobilenet"
     if settings.runtime == "onnx":
         cached = cached_export(cache_dir, model_id)

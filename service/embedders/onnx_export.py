@@ -84,6 +84,7 @@ def export_verified(
         full_meta = {**meta, "model_id": model_id, "max_abs_diff": diff,
                      "torch": torch.__version__}
         onnx_path = cache_dir / f"{model_id}.onnx"
+        tmp_path.chmod(0o644)  # mkstemp makes 0600; services may run as another user
         os.replace(tmp_path, onnx_path)
         _write_json_atomic(cache_dir / f"{model_id}.json", full_meta)
         log.info("exported %s to ONNX (max abs diff %.2e)", model_id, diff)
