@@ -96,7 +96,7 @@ def cluster(
     """
     from service.cluster_labels import cluster_collection
     from service.clustering import ALGORITHMS, EpsChoice
-    from service.store import open_store
+    from service.collection import open_collection
 
     if algorithm not in ALGORITHMS:
         raise fail(f"--algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
@@ -116,7 +116,7 @@ def cluster(
 
     with user_errors():
         settings = settings_from(ctx)
-        store = open_store(settings)
+        store = open_collection(settings)
         try:
             model_id = _model_id(settings, space)
             with progress_bar("items/s") as progress:
@@ -167,17 +167,16 @@ def clusters(
     ] = False,
 ) -> None:
     """List the clusters of the current labelling with their sizes and example images."""
-    from service.cluster_labels import export_labels, finish_pending_run, list_clusters
+    from service.cluster_labels import export_labels, list_clusters
     from service.clustering_runs import current_run
-    from service.store import open_store
+    from service.collection import open_collection
 
     if examples < 0:
         raise fail(f"--examples must be at least 0, got {examples}")
     with user_errors():
         settings = settings_from(ctx)
-        store = open_store(settings)
+        store = open_collection(settings)
         try:
-            finish_pending_run(settings, store)
             run = current_run(settings)
             if run is None:
                 raise fail("the collection was never clustered: run `simimg-admin cluster`")

@@ -267,19 +267,12 @@ def status(
     out.print(table)
 
 
-def _register_plugins() -> None:
-    """Commands defined in their own modules (one module per feature)."""
-    import importlib
+def _register_feature_commands() -> None:
+    """Commands defined in their own modules, one module per feature."""
+    from cli import cluster_commands, serve_command, server_commands, train_commands
 
-    for module_name in ("cli.train_commands", "cli.cluster_commands", "cli.server_commands",
-                        "cli.serve_command"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
+    for module in (train_commands, cluster_commands, server_commands, serve_command):
         module.register(app)
 
 
-_register_plugins()
+_register_feature_commands()

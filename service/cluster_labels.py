@@ -4,7 +4,8 @@ Crash safety (see :mod:`service.clustering_runs`): labels are computed and stage
 state directory first, then a pending record commits the run, then labels are written to
 the payload in batches, then the run record becomes current. A killed run is either
 invisible (killed before the commit: the previous labels and record are untouched) or is
-rolled forward by :func:`finish_pending_run`, which ``cluster`` and ``clusters`` call first.
+rolled forward by :func:`finish_pending_run`, which every command and the UI run first
+(through :func:`service.collection.open_collection`).
 """
 
 from __future__ import annotations

@@ -41,6 +41,12 @@ AUTO_DIMS = 128
 AUTO_DIMS_MIN_POINTS = 20_000
 _PCA_FIT_SAMPLE = 20_000
 _EPS_SAMPLE = 4_000
+# Candidate eps values for --eps auto: these quantiles of the k-distance distribution.
+_EPS_QUANTILES = tuple(round(q, 2) for q in np.arange(0.05, 0.96, 0.05))
+# --eps auto rejects an eps whose largest cluster holds more than this share of the sample.
+_MAX_CLUSTER_SHARE = 0.5
+# Re-runs with a smaller eps when the whole data chains beyond that share after all.
+_MAX_STEPS_DOWN = 3
 # Cells of float32 similarity per chunk (64M cells = 256 MB).
 _CHUNK_CELLS = 64_000_000
 # Within-eps pairs kept from pass 1 (12 bytes each); denser data recomputes in pass 2.
@@ -57,6 +63,27 @@ class EpsChoice:
     reason: str
     k: int
     curve: np.ndarray = field(repr=False)  # sorted k-distances of the sample
+    candidates: tuple[EpsCandidate, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class EpsCandidate:
+    """One eps tried by :func:`density_eps` and how its DBSCAN labelling of the sample
+    scored (shares are of the sampled points)."""
+
+    quantile: float  # of the k-distance distribution: about the share of core points
+    eps: float  # for the whole data: that quantile of the k-distances to all rows
+    sample_eps: float  # the same quantile within the sample, used to cluster it
+    clusters: int
+    noise: float
+    largest: float
+    silhouette: float  # mean cosine silhouette of the clustered sample points
+    score: float  # silhouette summed over the sample with noise scored 0, / sample size
+
+    @property
+    def acceptable(self) -> bool:
+        """At least 2 clusters and none holding more than half of the sample."""
+        return self.clusters >= 2 and self.largest <= _MAX_CLUSTER_SHARE
 
 
 @dataclass
@@ -134,22 +161,32 @@ def _chunk_rows(columns: int) -> int:
     return int(max(64, min(4096, _CHUNK_CELLS // max(columns, 1))))
 
 
-def kth_neighbour_distances(
-    x: np.ndarray, k: int, sample: int = _EPS_SAMPLE, seed: int = 0
-) -> np.ndarray:
-    """Sorted cosine distance from each of ``sample`` random unit rows to its k-th
-    nearest row, the row itself counted as the first (so k = min_samples matches DBSCAN)."""
+def _sample_rows(n: int, sample: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``min(sample, n)`` random rows (every row when n <= sample)."""
+    if n <= sample:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+
+
+def _kth_distances_of_rows(x: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Cosine distance from each of ``rows`` to its k-th nearest row of ``x`` (itself first)."""
     n = len(x)
     k = min(k, n)
-    rng = np.random.default_rng(seed)
-    rows = np.sort(rng.choice(n, min(sample, n), replace=False))
     out = np.empty(len(rows), np.float32)
     step = _chunk_rows(n)
     for start in range(0, len(rows), step):
         sims = x[rows[start : start + step]] @ x.T
         kth = np.partition(sims, n - k, axis=1)[:, n - k]
         out[start : start + step] = 1.0 - kth
-    return np.sort(np.clip(out, 0.0, 2.0))
+    return np.clip(out, 0.0, 2.0)
+
+
+def kth_neighbour_distances(
+    x: np.ndarray, k: int, sample: int = _EPS_SAMPLE, seed: int = 0
+) -> np.ndarray:
+    """Sorted cosine distance from each of ``sample`` random unit rows to its k-th
+    nearest row, the row itself counted as the first (so k = min_samples matches DBSCAN)."""
+    return np.sort(_kth_distances_of_rows(x, _sample_rows(len(x), sample, seed), k))
 
 
 def knee_eps(x: np.ndarray, min_samples: int, sample: int = _EPS_SAMPLE) -> EpsChoice:
@@ -282,24 +319,164 @@ def _labels_by_recomputing(
     return labels
 
 
-def dbscan_cosine(
-    x: np.ndarray, eps: float, min_samples: int, progress: Progress | None = None
-) -> np.ndarray:
-    """DBSCAN labels for unit rows ``x`` with cosine distance, in bounded memory."""
+def _dbscan(
+    x: np.ndarray, eps: float, min_samples: int, progress: Progress
+) -> tuple[np.ndarray, _Edges | None]:
+    """DBSCAN labels, and the within-eps pairs when they were kept (else None)."""
     if not 0 < eps < 2:
         raise ValueError(f"eps must be in (0, 2) for cosine distance, got {eps}")
-    progress = progress or (lambda *_: None)
     threshold = np.float32(1.0 - eps)
     counts, edges = _neighbour_counts(x, threshold, progress)
     core = counts >= min_samples
     if not core.any():
-        return np.full(len(x), NOISE, np.int64)
+        return np.full(len(x), NOISE, np.int64), edges
     if edges is not None:
         labels = _labels_from_edges(core, edges)
         progress("links", len(x), len(x))
     else:
         labels = _labels_by_recomputing(x, core, threshold, progress)
-    return relabel_by_size(labels)
+    return relabel_by_size(labels), edges
+
+
+def dbscan_cosine(
+    x: np.ndarray, eps: float, min_samples: int, progress: Progress | None = None
+) -> np.ndarray:
+    """DBSCAN labels for unit rows ``x`` with cosine distance, in bounded memory."""
+    return _dbscan(x, eps, min_samples, progress or (lambda *_: None))[0]
+
+
+def _dbscan_within(edges: _Edges, n: int, eps: float, min_samples: int) -> np.ndarray:
+    """DBSCAN labels at ``eps`` from the pairs kept at a larger eps (no new arithmetic)."""
+    i, j, sim = edges.arrays()
+    keep = sim >= np.float32(1.0 - eps)
+    smaller = _Edges([i[keep]], [j[keep]], [sim[keep]], int(keep.sum()))
+    counts = 1 + np.bincount(i[keep], minlength=n) + np.bincount(j[keep], minlength=n)
+    core = counts >= min_samples
+    if not core.any():
+        return np.full(n, NOISE, np.int64)
+    return relabel_by_size(_labels_from_edges(core, smaller))
+
+
+def _auto_dbscan(
+    x: np.ndarray, min_samples: int, progress: Progress
+) -> tuple[np.ndarray, EpsChoice]:
+    """DBSCAN at the :func:`density_eps` choice. If on all points its largest cluster
+    holds more than half of them (the sample can miss a chain), step down to the next
+    acceptable candidate of smaller eps, by score, up to ``_MAX_STEPS_DOWN`` times."""
+    choice = density_eps(x, min_samples)
+    labels, edges = _dbscan(x, choice.eps, min_samples, progress)
+    n = len(x)
+    tried = choice.eps
+    for _ in range(_MAX_STEPS_DOWN):
+        biggest = max((size for _, size in cluster_sizes(labels)), default=0)
+        lower = [c for c in choice.candidates if c.acceptable and c.score > 0 and c.eps < tried]
+        if biggest <= _MAX_CLUSTER_SHARE * n or not lower:
+            break
+        best = max(lower, key=lambda c: c.score)
+        note = (f"; on all points eps {tried:.4f} put {biggest / n:.0%} in one cluster, so "
+                f"stepped down to the next best, the {best.quantile:.0%} quantile")
+        choice = EpsChoice(best.eps, choice.reason + note, choice.k, choice.curve,
+                           choice.candidates)
+        tried = best.eps
+        if edges is not None:
+            labels = _dbscan_within(edges, n, best.eps, min_samples)
+        else:
+            labels, edges = _dbscan(x, best.eps, min_samples, progress)
+    return labels, choice
+
+
+def _sample_labels(sims: np.ndarray, eps: float, min_samples: int) -> np.ndarray:
+    """DBSCAN labels (by size) of the rows behind the similarity matrix ``sims``."""
+    within = sims >= np.float32(1.0 - eps)
+    core = within.sum(axis=1) >= min_samples  # the diagonal counts the point itself
+    if not core.any():
+        return np.full(len(sims), NOISE, np.int64)
+    i, j = np.nonzero(np.triu(within, k=1))
+    edges = _Edges([i], [j], [sims[i, j]], int(i.size))
+    return relabel_by_size(_labels_from_edges(core, edges))
+
+
+def _silhouette_sum(sims: np.ndarray, labels: np.ndarray) -> float:
+    """Sum of the cosine silhouettes of the clustered points (noise left out, a point
+    alone in its cluster scores 0), from their similarity matrix."""
+    clustered = np.flatnonzero(labels >= 0)
+    order = clustered[np.argsort(labels[clustered], kind="stable")]
+    own = labels[order]
+    sizes = np.bincount(own)
+    if sizes.size < 2:
+        return 0.0
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    distance = 1.0 - sims[np.ix_(order, order)].astype(np.float64)
+    means = np.add.reduceat(distance, starts, axis=1)  # point x cluster: summed distances
+    rows = np.arange(order.size)
+    within = means[rows, own] / np.maximum(sizes[own] - 1, 1)
+    means /= sizes
+    means[rows, own] = np.inf
+    nearest = means.min(axis=1)
+    score = (nearest - within) / np.maximum(np.maximum(within, nearest), 1e-12)
+    return float(np.where(sizes[own] > 1, score, 0.0).sum())
+
+
+def density_eps(
+    x: np.ndarray, min_samples: int, sample: int = _EPS_SAMPLE, seed: int = 0
+) -> EpsChoice:
+    """eps for DBSCAN chosen by clustering a random sample at several candidate radii.
+
+    Candidates are quantiles q (5%..95%) of the k-distance distribution (k =
+    min_samples): about a share q of the points are core points. Each candidate clusters
+    the sample (its own q-quantile as eps) and is scored by the sample's mean cosine
+    silhouette with noise points scoring 0, which penalises both everything-noise and
+    clusters that are chained together. A candidate whose largest cluster holds more than
+    half of the sample, or that finds fewer than 2 clusters, is rejected. The winner's q
+    is applied to the k-distances to all rows (the share of core points carries over from
+    the sample to the whole data; the radius does not). Falls back to :func:`knee_eps`
+    when no candidate is acceptable. Exact (no sampling) up to ``sample`` points.
+    """
+    n = len(x)
+    if min_samples < 2 or n < 2 * min_samples + 1:
+        return knee_eps(x, min_samples, sample)
+    rows = _sample_rows(n, sample, seed)
+    part = np.ascontiguousarray(x[rows])
+    sims = part @ part.T
+    np.fill_diagonal(sims, 1.0)
+    m = len(rows)
+    sample_curve = np.sort(1.0 - np.partition(sims, m - min_samples, axis=1)[:, m - min_samples])
+    curve = sample_curve if m == n else np.sort(_kth_distances_of_rows(x, rows, min_samples))
+    candidates = []
+    for q in _EPS_QUANTILES:
+        sample_eps = float(np.clip(np.quantile(sample_curve, q), 1e-6, 1.999))
+        labels = _sample_labels(sims, sample_eps, min_samples)
+        clustered = labels >= 0
+        sizes = np.bincount(labels[clustered]) if clustered.any() else np.zeros(1, np.int64)
+        total = _silhouette_sum(sims, labels)
+        candidates.append(EpsCandidate(
+            quantile=q, eps=float(np.clip(np.quantile(curve, q), 1e-6, 1.999)),
+            sample_eps=sample_eps, clusters=int(labels.max()) + 1,
+            noise=1.0 - float(clustered.mean()), largest=float(sizes.max()) / m,
+            silhouette=total / max(int(clustered.sum()), 1), score=total / m,
+        ))
+    acceptable = [c for c in candidates if c.acceptable and c.score > 0]
+    if not acceptable:
+        knee = knee_eps(x, min_samples, sample)
+        reason = (f"no eps tried on {m} sampled points gave 2+ clusters with none over "
+                  f"{_MAX_CLUSTER_SHARE:.0%} of them; fell back to the {knee.reason}")
+        return EpsChoice(knee.eps, reason, min_samples, knee.curve, tuple(candidates))
+    best = max(acceptable, key=lambda c: c.score)
+    larger = [c for c in candidates if c.quantile > best.quantile and not c.acceptable]
+    where = "all points" if m == n else f"{m} sampled points"
+    reason = (
+        f"best of {len(candidates)} eps values (5%..95% quantiles of the {min_samples}-distance) "
+        f"tried on {where}: at the {best.quantile:.0%} quantile they form {best.clusters} "
+        f"clusters, {best.noise:.0%} noise, largest {best.largest:.0%}, mean silhouette "
+        f"{best.silhouette:.2f} (score {best.score:.3f} = silhouette x share clustered)"
+    )
+    if m < n:
+        reason += (f"; eps {best.eps:.4f} is that quantile over all points "
+                   f"({best.sample_eps:.4f} within the sample)")
+    if larger:
+        reason += (f"; from the {larger[0].quantile:.0%} quantile up one cluster holds "
+                   f"{larger[0].largest:.0%}")
+    return EpsChoice(best.eps, reason, min_samples, curve, tuple(candidates))
 
 
 def hdbscan_labels(x: np.ndarray, min_cluster_size: int, min_samples: int) -> np.ndarray:
@@ -361,9 +538,10 @@ def cluster_vectors(
 ) -> ClusteringResult:
     """Cluster ``vectors`` (n x d) by cosine distance.
 
-    ``eps``: a cosine distance in (0, 2), or ``"auto"`` for the k-distance knee (DBSCAN
-    only). ``min_samples``: DBSCAN's, point itself included; for HDBSCAN also the minimum
-    cluster size. ``dims``: PCA target, ``"auto"`` or None (see :func:`resolve_dims`).
+    ``eps``: a cosine distance in (0, 2), or ``"auto"`` to choose one by clustering a
+    sample at several radii (:func:`density_eps`; DBSCAN only). ``min_samples``: DBSCAN's,
+    point itself included; for HDBSCAN also the minimum cluster size. ``dims``: PCA target,
+    ``"auto"`` or None (see :func:`resolve_dims`).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
@@ -384,13 +562,13 @@ def cluster_vectors(
         labels = hdbscan_labels(x, min_samples, min_samples) if n > 1 else np.full(n, NOISE)
     else:
         if eps == "auto":
-            choice = knee_eps(x, min_samples)
+            labels, choice = _auto_dbscan(x, min_samples, progress or (lambda *_: None))
             chosen_eps, reason = choice.eps, choice.reason
             if on_eps is not None:
                 on_eps(choice)
         else:
             chosen_eps = float(eps)
-        labels = dbscan_cosine(x, chosen_eps, min_samples, progress)
+            labels = dbscan_cosine(x, chosen_eps, min_samples, progress)
     return ClusteringResult(
         labels=labels,
         algorithm=algorithm,

@@ -15,11 +15,16 @@ from service.config import Settings
 ADMIN = [sys.executable, "-m", "cli"]
 
 
-def run_admin(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def admin_env(settings: Settings) -> dict[str, str]:
+    """The environment of a user whose data directory is ``settings.data_dir``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIMIMG_", "QDRANT_"))}
     env["SIMIMG_DATA_DIR"] = str(settings.data_dir)
-    return subprocess.run([*ADMIN, *args], env=env, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    return env
+
+
+def run_admin(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*ADMIN, *args], env=admin_env(settings), capture_output=True,
+                          text=True, timeout=timeout, check=False)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import qdrant_edge as qe
 
 from service.config import Settings
 from service.errors import StoreError, StoreInUseError
+from service.holder import describe_holder
 from service.store import schema
 from service.store.base import Hit, PointFilter, PointRecord
 
@@ -142,9 +143,11 @@ class EdgeStore:
     def _translate(self, e: Exception) -> Exception:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "WouldBlock" in msg:
+            holder = describe_holder(self.settings.data_dir)
+            who = holder or "another simimg process (e.g. `simimg-admin serve` or an ingest)"
             return StoreInUseError(
-                f"{self.path} is in use by another simimg process (e.g. `simimg-admin serve` "
-                "or an ingest); stop it, or set QDRANT_URL to use a Qdrant server"
+                f"{self.path} is in use by {who}; stop it, or set QDRANT_URL to use a "
+                "Qdrant server that many processes can share"
             )
         return StoreError(f"qdrant-edge: {msg}")
 

@@ -1,0 +1,122 @@
+"""The search page in headless Chromium (Debian's), driven like a user with Playwright.
+
+Uses the ``served`` collection of :mod:`tests.test_ui_api`: 20 real ImageNet photos,
+clusters 0 (8 images), 1 (7) and noise (5). The browser may reach only the app itself.
+Set ``SIMIMG_UPDATE_SCREENSHOT=1`` to refresh ``docs/ui-search.png`` from this run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.test_ui_api import Served, served  # noqa: F401  (module fixture, shared)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "ui-search.png"
+CAPTION = re.compile(r"^\d\.\d{4} · \S+\.(jpg|png)")
+TIMEOUT_MS = 60_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(),
+                       reason="Debian chromium missing: apt-get install -y chromium"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture
+def page(served: Served) -> Iterator[sync_api.Page]:  # noqa: F811
+    """A fresh page on the app; every request to anywhere else is refused and recorded."""
+    outside: list[str] = []
+
+    def route(request_route: sync_api.Route) -> None:
+        if request_route.request.url.startswith(served.url):
+            request_route.continue_()
+        else:
+            outside.append(request_route.request.url)
+            request_route.abort()
+
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tab.set_default_timeout(TIMEOUT_MS)
+            tab.route("**/*", route)
+            tab.goto(served.url)
+            tab.wait_for_selector("#query input[type=file]", state="attached")
+            yield tab
+        finally:
+            browser.close()
+    assert not outside, f"the page tried to reach {outside}"
+
+
+def captions(page: sync_api.Page) -> list[str]:
+    return page.locator("#results .caption-label").all_inner_texts()
+
+
+def wait_for_results(page: sync_api.Page, expected: int, contains: str = "") -> list[str]:
+    """Wait until the gallery shows ``expected`` captioned images, all containing ``contains``."""
+    page.wait_for_function(
+        """([n, text]) => {
+            const caps = [...document.querySelectorAll('#results .caption-label')];
+            const imgs = document.querySelectorAll('#results .grid-container img');
+            return caps.length === n && imgs.length === n
+                && caps.every(c => c.innerText.includes(text))
+                && [...imgs].every(i => i.complete && i.naturalWidth > 0);
+        }""",
+        arg=[expected, contains],
+    )
+    return captions(page)
+
+
+def test_upload_search_filter_by_cluster_and_refuse_a_non_image(
+    page: sync_api.Page, served: Served, tmp_path: Path  # noqa: F811
+) -> None:
+    page.fill("#k input", "6")
+    page.locator("#query input[type=file]").set_input_files(str(served.files["chelsea.png"]))
+    found = wait_for_results(page, 6)
+    assert all(CAPTION.match(text) for text in found), found
+    scores = [float(text.split(" · ")[0]) for text in found]
+    assert scores == sorted(scores, reverse=True)
+    shot = tmp_path / "ui-search.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("SIMIMG_UPDATE_SCREENSHOT"):
+        shutil.copyfile(shot, SCREENSHOT)
+
+    page.click("#cluster-filter input")
+    page.get_by_role("option", name="Cluster 1 (7 images)").click()
+    page.click("#search-button")
+    in_cluster = wait_for_results(page, 6, "cluster 1")
+    names = {text.split(" · ")[1] for text in in_cluster}
+    assert names <= {name for name, label in served.labels.items() if label == 1}
+
+    page.locator("#query input[type=file]").set_input_files(
+        {"name": "notes.png", "mimeType": "image/png", "buffer": b"this is not an image"}
+    )
+    page.get_by_text("not a recognised image").first.wait_for(state="visible")
+    assert captions(page) == in_cluster  # the page keeps its last results and keeps working
+
+
+def test_clusters_and_status_tabs(page: sync_api.Page) -> None:
+    page.get_by_role("tab", name="Clusters").click()
+    page.get_by_text("Current clustering run").wait_for(state="visible")
+    page.click("#cluster-pick input")
+    page.get_by_role("option", name="Noise (5 images)").click()
+    page.wait_for_function(
+        "document.querySelectorAll('#cluster-grid .grid-container img').length === 5"
+    )
+    page.get_by_role("tab", name="Status").click()
+    status = page.locator("#status")
+    status.get_by_text("images: 20").wait_for(state="visible")
+    assert "mobilenet model" in status.inner_text()

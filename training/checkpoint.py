@@ -1,0 +1,122 @@
+"""Writing versioned checkpoints, the loss-curve PNG, and finding a resumable one.
+
+The layout is defined (and read) by :mod:`service.autoencoder`; this module only writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from service.autoencoder import (
+    CURRENT,
+    LOSS_CURVE_FILE,
+    META_FILE,
+    MODEL_FILE,
+    PENDING,
+    autoencoder_dir,
+    checkpoint_dir,
+    read_checkpoint_meta,
+    read_pointer,
+)
+from service.config import Settings
+from service.errors import SimimgError
+from training.progress import EpochStats
+
+
+def write_checkpoint(
+    settings: Settings, model: torch.nn.Module, meta: dict[str, Any], history: list[EpochStats]
+) -> str:
+    """Save weights, metadata and the loss curve as a new version; return its id.
+
+    Written into a hidden temporary directory, fsynced, then renamed into place.
+    """
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    weights = buffer.getvalue()
+    now = datetime.now(UTC)
+    version = f"ae-{now:%Y%m%d-%H%M%S}-{hashlib.sha256(weights).hexdigest()[:8]}"
+    root = autoencoder_dir(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{version}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    full_meta = {"version": version, "created_at": now.isoformat(timespec="seconds"), **meta}
+    _write_synced(tmp / MODEL_FILE, weights)
+    _write_synced(tmp / META_FILE, json.dumps(full_meta, indent=2).encode())
+    plot_loss_curve(history, tmp / LOSS_CURVE_FILE, title=version)
+    os.replace(tmp, checkpoint_dir(settings, version))
+    return version
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def plot_loss_curve(history: list[EpochStats], path: Path, title: str = "") -> Path:
+    """Train and validation loss per epoch as a PNG (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    try:
+        epochs = [s.epoch for s in history]
+        ax.plot(epochs, [s.train_loss for s in history], marker="o", label="train")
+        ax.plot(epochs, [s.val_loss for s in history], marker="o", label="validation")
+        best = min(history, key=lambda s: s.val_loss, default=None)
+        if best is not None:
+            ax.axvline(best.epoch, color="grey", linestyle=":", label=f"best (epoch {best.epoch})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("reconstruction MSE")
+        ax.set_yscale("log")
+        ax.set_title(f"autoencoder loss {title}".strip())
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def history_from_meta(meta: dict[str, Any]) -> list[EpochStats]:
+    return [EpochStats(**row) for row in meta.get("metrics", {}).get("history", [])]
+
+
+def resumable_version(settings: Settings, fingerprint: str, request: dict[str, Any]) -> str | None:
+    """The pending checkpoint, if it was trained on the same images with the same request."""
+    version = read_pointer(settings, PENDING)
+    if version is None or version == read_pointer(settings, CURRENT):
+        return None
+    try:
+        meta = read_checkpoint_meta(settings, version)
+    except SimimgError:
+        return None
+    same = meta.get("fingerprint") == fingerprint and meta.get("request") == request
+    return version if same else None
+
+
+def prune_checkpoints(settings: Settings, keep: set[str]) -> list[str]:
+    """Delete version directories (and leftover temporary ones) not in ``keep``."""
+    root = autoencoder_dir(settings)
+    removed: list[str] = []
+    if not root.is_dir():
+        return removed
+    for entry in root.iterdir():
+        if entry.is_dir() and entry.name not in keep:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    return removed

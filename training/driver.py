@@ -1,0 +1,129 @@
+"""``train`` end to end: load images, train (or resume a pending model), re-embed, switch.
+
+Crash safety: the new checkpoint is named by the PENDING pointer as soon as it is written
+and becomes CURRENT only after every point carries its vector. A run killed at any moment
+leaves the old model current and searchable; the next ``train`` with the same images and
+options skips training and finishes the re-embed.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from service.autoencoder import (
+    CURRENT,
+    PENDING,
+    AutoencoderConfig,
+    checkpoint_dir,
+    clear_pointer,
+    load_autoencoder_version,
+    read_checkpoint_meta,
+    read_pointer,
+    write_pointer,
+)
+from service.config import Settings
+from service.errors import ConfigError
+from service.store.base import VectorStore
+from training.checkpoint import prune_checkpoints, resumable_version, write_checkpoint
+from training.data import TrainingSet, files_in_collection, files_in_folder, load_training_set
+from training.loop import TrainConfig, train_autoencoder
+from training.progress import TrainingObserver
+from training.reembed import ReembedReport, pending_count, reembed_collection
+
+
+@dataclass
+class TrainOutcome:
+    version: str
+    resumed: bool  # True when a pending checkpoint was reused instead of training
+    meta: dict[str, Any]
+    images: int
+    skipped: list[tuple[str, str]]
+    reembed: ReembedReport
+    checkpoint: Path
+    removed_versions: list[str] = field(default_factory=list)
+
+
+def collect_training_set(
+    settings: Settings,
+    store: VectorStore,
+    image_size: int,
+    folder: Path | None,
+    observer: TrainingObserver,
+) -> TrainingSet:
+    """Decode the training images: ``folder`` if given, else every point's file."""
+    if folder is not None:
+        if not folder.is_dir():
+            raise ConfigError(f"training folder not found: {folder}")
+        files = files_in_folder(folder)
+    else:
+        files = files_in_collection(store)
+        if not files:
+            raise ConfigError(
+                "the collection is empty: run `simimg-admin ingest FOLDER` first, "
+                "or train on a folder with --folder"
+            )
+    observer.stage("loading images", len(files))
+    return load_training_set(files, image_size, settings, observer.advance)
+
+
+def train_and_activate(
+    settings: Settings,
+    store: VectorStore,
+    model_config: AutoencoderConfig,
+    train_config: TrainConfig,
+    folder: Path | None = None,
+    observer: TrainingObserver | None = None,
+) -> TrainOutcome:
+    """Train (or resume), re-embed every point, then make the model current."""
+    observer = observer or TrainingObserver()
+    if model_config.latent_dim != settings.latent_dim:
+        raise ConfigError(
+            f"latent dim {model_config.latent_dim} differs from the collection's "
+            f"{settings.latent_dim}"
+        )
+    data = collect_training_set(settings, store, model_config.image_size, folder, observer)
+    for path, reason in data.skipped:
+        observer.message(f"skipped {path}: {reason}")
+    request = {"model": model_config.to_dict(), "training": train_config.to_dict()}
+    version = resumable_version(settings, data.fingerprint, request)
+    resumed = version is not None
+    if version is None:
+        result = train_autoencoder(data.pixels, model_config, train_config, observer)
+        meta = {
+            "config": model_config.to_dict(),
+            "request": request,
+            "metrics": result.metrics(),
+            "n_images": len(data),
+            "skipped": len(data.skipped),
+            "duplicates": data.duplicates,
+            "fingerprint": data.fingerprint,
+            "source": str(folder.resolve()) if folder is not None else "collection",
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
+        version = write_checkpoint(settings, result.model, meta, result.history)
+        write_pointer(settings, PENDING, version)
+    else:
+        observer.message(f"resuming pending model {version} (same images and options)")
+    embedder = load_autoencoder_version(settings, version)
+    observer.stage("re-embedding", pending_count(store, version))
+    report = reembed_collection(store, settings, embedder, observer.advance)
+    previous = read_pointer(settings, CURRENT)
+    write_pointer(settings, CURRENT, version)
+    clear_pointer(settings, PENDING)
+    removed = prune_checkpoints(settings, keep={version} | ({previous} if previous else set()))
+    return TrainOutcome(
+        version=version,
+        resumed=resumed,
+        meta=read_checkpoint_meta(settings, version),
+        images=len(data),
+        skipped=data.skipped,
+        reembed=report,
+        checkpoint=checkpoint_dir(settings, version),
+        removed_versions=removed,
+    )

@@ -1,0 +1,101 @@
+"""Re-embedding every point's ``autoencoder`` vector with a new model, resumably.
+
+Points still to do are found with ``PointFilter(not_autoencoder_model=version)``, so a run
+that was killed resumes where it stopped. Per batch, the old model tag is removed first,
+then the vector is written, then the new tag is set: at every instant a point's vector
+and its tag agree or the point carries no tag, and searches (filtered on the current
+model's tag) never compare vectors of two models.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from service.autoencoder import AutoencoderEmbedder
+from service.config import Settings
+from service.errors import ImageDecodeError
+from service.images import decode_image
+from service.pipeline import read_image_bytes
+from service.store.base import PointFilter, PointRecord, VectorStore
+from service.store.schema import PAYLOAD_AE_MODEL, VECTOR_AUTOENCODER
+from training.data import point_file
+
+
+@dataclass
+class ReembedReport:
+    embedded: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (point id or file, reason)
+    seconds: float = 0.0
+
+
+def _prepare(
+    record: PointRecord, embedder: AutoencoderEmbedder, settings: Settings
+) -> np.ndarray | str:
+    """The embedder's input for a point's file, or the reason it cannot be read."""
+    path = point_file(record.payload)
+    if path is None:
+        return "payload has no root/path"
+    try:
+        data = read_image_bytes(path, settings.max_file_bytes)
+        decoded = decode_image(
+            data, max_pixels=settings.max_pixels, min_side=embedder.min_side, source=str(path)
+        )
+    except ImageDecodeError as exc:
+        return str(exc)
+    return embedder.preprocess(decoded.image)
+
+
+def pending_count(store: VectorStore, version: str) -> int:
+    return store.count(PointFilter(not_autoencoder_model=version))
+
+
+def reembed_collection(
+    store: VectorStore,
+    settings: Settings,
+    embedder: AutoencoderEmbedder,
+    advance: Callable[[int], None] | None = None,
+) -> ReembedReport:
+    """Give every point an ``autoencoder`` vector from ``embedder``'s model.
+
+    Repeats passes until one finds nothing new to do (points ingested meanwhile by another
+    process are picked up). Points whose file cannot be read keep their old tag, so no
+    search in the new model's space sees them; they are listed in the report.
+    """
+    started = time.perf_counter()
+    report = ReembedReport()
+    version = embedder.model_id
+    where = PointFilter(not_autoencoder_model=version)
+    failed_ids: set[str] = set()
+    with ThreadPoolExecutor(max(1, settings.decode_workers)) as pool:
+        while True:
+            done_this_pass = 0
+            for page in store.scroll(batch_size=settings.batch_size, where=where):
+                todo = [r for r in page if r.id not in failed_ids]
+                inputs = list(pool.map(lambda r: _prepare(r, embedder, settings), todo))
+                ok = [(r, x) for r, x in zip(todo, inputs, strict=True) if not isinstance(x, str)]
+                for record, reason in zip(todo, inputs, strict=True):
+                    if isinstance(reason, str):
+                        failed_ids.add(record.id)
+                        report.failed.append((str(point_file(record.payload) or record.id), reason))
+                if ok:
+                    ids = [r.id for r, _ in ok]
+                    vectors = embedder.embed(np.stack([x for _, x in ok]))
+                    store.delete_payload_key(PAYLOAD_AE_MODEL, ids)
+                    store.update_vectors(
+                        {pid: {VECTOR_AUTOENCODER: v} for pid, v in zip(ids, vectors, strict=True)}
+                    )
+                    store.set_payload({PAYLOAD_AE_MODEL: version}, ids)
+                done_this_pass += len(ok)
+                if advance is not None:
+                    advance(len(todo))
+            report.embedded += done_this_pass
+            if done_this_pass == 0:
+                break
+    store.flush()
+    report.seconds = time.perf_counter() - started
+    return report

@@ -1,0 +1,89 @@
+"""Images the page may show: only files stored in the collection, looked up by point id.
+
+No request ever names a file. The page sends a point id; the file is found from that
+point's payload (``root`` / ``path``), must lie inside its ingested root, and is decoded
+through the shared decoder into a PIL thumbnail, so Gradio never serves a collection path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+from threading import Lock
+
+from PIL import Image
+
+from service.config import Settings
+from service.errors import ConfigError, ImageDecodeError
+from service.images import decode_image
+from service.pipeline import read_image_bytes
+from service.store.base import VectorStore
+from service.store.schema import PAYLOAD_PATH, PAYLOAD_ROOT
+
+THUMBNAIL_SIDE = 320
+
+
+def payload_file(payload: dict) -> Path:
+    """The stored file a payload names; refuses paths that escape their ingested root."""
+    root = Path(str(payload.get(PAYLOAD_ROOT, "")))
+    relative = str(payload.get(PAYLOAD_PATH, ""))
+    if not root.is_absolute() or not relative:
+        raise ImageDecodeError("stored point has no usable root/path payload")
+    # Normalised, not resolved: ".." may not climb out, but an ingested symlink still works.
+    root = Path(os.path.normpath(root))
+    file = Path(os.path.normpath(root / relative))
+    if not file.is_relative_to(root):
+        raise ImageDecodeError(f"stored path {relative!r} lies outside its root")
+    return file
+
+
+class CollectionImages:
+    """Thumbnails of stored images by point id, with a small in-memory cache."""
+
+    def __init__(self, store: VectorStore, settings: Settings, cache_size: int = 512) -> None:
+        self.store = store
+        self.settings = settings
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, int], Image.Image] = OrderedDict()
+        self._lock = Lock()
+
+    def thumbnail(self, point_id: str, side: int = THUMBNAIL_SIDE) -> Image.Image:
+        """The image of stored point ``point_id``, at most ``side`` pixels on its long side."""
+        records = self.store.retrieve([point_id])
+        if not records:
+            raise ConfigError(f"no image with id {point_id} in the collection")
+        return self.from_payload(point_id, records[0].payload, side)
+
+    def from_payload(
+        self, point_id: str, payload: dict, side: int = THUMBNAIL_SIDE
+    ) -> Image.Image:
+        """Thumbnail of a point whose payload came from the store (a hit or a record)."""
+        key = (point_id, side)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        image = self._load(payload_file(payload), side)
+        with self._lock:
+            self._cache[key] = image
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return image
+
+    def _load(self, file: Path, side: int) -> Image.Image:
+        data = read_image_bytes(file, self.settings.max_file_bytes)
+        decoded = decode_image(
+            data, max_pixels=self.settings.max_pixels, min_side=side, source=file.name
+        )
+        image = decoded.image.copy()
+        image.thumbnail((side, side), Image.Resampling.LANCZOS)
+        return image
+
+    def tile(self, point_id: str, payload: dict, caption: str) -> tuple[Image.Image, str]:
+        """A gallery tile; a grey square when the stored file is gone or unreadable."""
+        try:
+            return self.from_payload(point_id, payload), caption
+        except ImageDecodeError:
+            grey = Image.new("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE), (200, 200, 200))
+            return grey, f"{caption} (file unavailable)"
