@@ -248,7 +248,7 @@ def status(
         table.add_row(
             "clustering",
             f"{clustering.get('clusters')} clusters, {clustering.get('noise')} noise "
-            f"({clustering.get('space')}, eps {clustering.get('eps')})",
+            f"({clustering.get('space')}, eps {_eps_text(clustering.get('eps'))})",
         )
         table.add_row("unlabelled since", str(info["unlabelled"]))
     else:
@@ -265,6 +265,10 @@ def status(
     for key, value in info["config"].items():
         table.add_row(f"config {key}", str(value))
     out.print(table)
+
+
+def _eps_text(eps: object) -> str:
+    return f"{eps:.4f}" if isinstance(eps, float) else str(eps)
 
 
 def _register_feature_commands() -> None:
