@@ -15,6 +15,7 @@ Each run happens in a fresh subprocess so peak RSS (``ru_maxrss``) is that run's
 with the vectors loaded as the CLI would hold them (float32, n x 1280).
 
 ``python -m benchmarks.cluster [--only 10k|100k] [--min-samples 10] [--cache /tmp]``
+(a single row: ``--worker SIZE ALGORITHM DIMS EPS``, prints its JSON)
 """
 
 from __future__ import annotations
@@ -101,9 +102,14 @@ def measure(size: int, cache_dir: Path, algorithm: str, eps: str, min_samples: i
     from service.clustering import cluster_vectors
 
     vectors, labels, what = dataset(size, cache_dir)
+    dims_value = None if dims == "none" else dims if dims == "auto" else int(dims)
+    eps_value: float | str = eps
+    if eps == "knee":  # the earlier --eps auto rule, for comparison
+        eps_value = _knee(vectors, min_samples, dims_value)
+    elif eps != "auto":
+        eps_value = float(eps)
     result = cluster_vectors(
-        vectors, eps=eps if eps == "auto" else float(eps), min_samples=min_samples,
-        algorithm=algorithm, dims=None if dims == "none" else dims if dims == "auto" else int(dims),
+        vectors, eps=eps_value, min_samples=min_samples, algorithm=algorithm, dims=dims_value,
     )
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
@@ -116,13 +122,26 @@ def measure(size: int, cache_dir: Path, algorithm: str, eps: str, min_samples: i
     }
 
 
+def _knee(vectors: np.ndarray, min_samples: int, dims: int | str | None) -> float:
+    """The k-distance knee eps (``knee_eps``) in the space ``cluster_vectors`` will use."""
+    from service.clustering import knee_eps, reduce_dimensions, resolve_dims, unit_rows
+
+    x = unit_rows(vectors)
+    target = resolve_dims(dims, *x.shape)
+    if target is not None:
+        x, _ = reduce_dimensions(x, target)
+    return knee_eps(x, min_samples).eps
+
+
 def _size(text: str) -> int:
     return int(text[:-1]) * 1000 if text.endswith("k") else int(text)
 
 
 RUNS: tuple[tuple[str, str, str, str], ...] = (
-    # (size, algorithm, dims, eps): the quality grid at 10k, then scale.
+    # (size, algorithm, dims, eps): the quality grid at 10k, then scale. eps "auto" is
+    # density_eps (sampled silhouette), "knee" the earlier k-distance knee rule.
     ("10k", "dbscan", "none", "auto"),
+    ("10k", "dbscan", "128", "knee"),
     ("10k", "dbscan", "128", "auto"),
     ("10k", "dbscan", "64", "auto"),
     ("10k", "dbscan", "128", "0.08"),

@@ -73,7 +73,7 @@ def cluster(
         str, typer.Option(help="Vector space: mobilenet or autoencoder")
     ] = "mobilenet",
     eps: Annotated[
-        str, typer.Option(help="DBSCAN radius as cosine distance, or 'auto' (k-distance knee)")
+        str, typer.Option(help="DBSCAN radius as cosine distance, or 'auto' (chosen from the data: best silhouette over k-distance quantiles)")
     ] = "auto",
     min_samples: Annotated[
         int, typer.Option(help="Neighbours (itself included) that make a core point; "

@@ -32,7 +32,15 @@ from service.cluster_labels import (
     list_clusters,
     read_vectors,
 )
-from service.clustering import cluster_vectors, dbscan_cosine, relabel_by_size, unit_rows
+from service.clustering import (
+    cluster_sizes,
+    cluster_vectors,
+    dbscan_cosine,
+    density_eps,
+    kth_neighbour_distances,
+    relabel_by_size,
+    unit_rows,
+)
 from service.config import Settings
 from service.pipeline import EmbeddingPipeline
 from service.search import Searcher
@@ -133,7 +141,7 @@ def test_dbscan_finds_the_known_groups_and_labels_the_payload(
     assert all(found[p] == -1 for p in found if p.startswith("single_"))  # noise is -1
     grouped = [label for p, label in found.items() if p.startswith("g")]
     assert all(label is not None for label in grouped)
-    assert sum(label >= 0 for label in grouped) >= 0.9 * len(grouped)  # knee eps is tight
+    assert sum(label >= 0 for label in grouped) >= 0.9 * len(grouped)  # few copies are noise
     for label, size in run.result.sizes():
         assert grouped_store.count(PointFilter(cluster=label)) == size
     assert grouped_store.count(PointFilter(cluster=-1)) == run.result.n_noise
@@ -272,6 +280,40 @@ def test_chunked_dbscan_matches_sklearn_on_real_embeddings(
             core[ref.core_sample_indices_] = True
             np.testing.assert_array_equal(ours == -1, ref.labels_ == -1)
             assert adjusted_rand_score(ours[core], ref.labels_[core]) == 1.0
+
+
+def test_auto_eps_never_chains_most_points_into_one_cluster(grouped_store: VectorStore) -> None:
+    """The sampled-silhouette rule rejects every eps whose largest cluster holds more than
+    half of the points, on the real fixture exactly (it is smaller than the sample) and
+    when only part of it is sampled; and explains its choice."""
+    ids, vectors = read_vectors(grouped_store, "mobilenet")
+    path_of = {r.id: r.payload["path"] for page in grouped_store.scroll() for r in page}
+    x = unit_rows(vectors)
+    choice = density_eps(x, MIN_SAMPLES)
+    assert choice.candidates and "quantile" in choice.reason
+    for candidate in choice.candidates:  # the sample is every row: shares are exact
+        labels = dbscan_cosine(x, candidate.eps, MIN_SAMPLES)
+        biggest = max((size for _, size in cluster_sizes(labels)), default=0)
+        assert (biggest <= 0.5 * len(x)) == (candidate.largest <= 0.5)
+    labels = dbscan_cosine(x, choice.eps, MIN_SAMPLES)
+    assert max(size for _, size in cluster_sizes(labels)) <= 0.5 * len(x)
+    assert _ari({path_of[i]: int(c) for i, c in zip(ids, labels, strict=True)}) > 0.9
+    sampled = density_eps(x, MIN_SAMPLES, sample=40)  # 40 of the 50 rows
+    assert "sampled points" in sampled.reason
+    curve = kth_neighbour_distances(x, MIN_SAMPLES, 40)  # k-distances to all rows
+    assert sampled.eps in [pytest.approx(float(np.quantile(curve, c.quantile)))
+                           for c in sampled.candidates]
+    labels = dbscan_cosine(x, sampled.eps, MIN_SAMPLES)
+    assert max(size for _, size in cluster_sizes(labels)) <= 0.5 * len(x)
+
+
+def test_auto_eps_falls_back_to_the_knee_without_structure() -> None:
+    """One tight blob: every candidate makes one cluster, so the knee rule decides."""
+    rng = np.random.default_rng(0)
+    x = unit_rows(np.ones((60, 16)) + rng.normal(0, 1e-3, (60, 16)))
+    choice = density_eps(x, 5)
+    assert "fell back to the knee" in choice.reason and 0 < choice.eps < 2
+    assert all(c.clusters <= 1 for c in choice.candidates)
 
 
 def test_pca_reduction_keeps_the_groups(grouped_store: VectorStore) -> None:
