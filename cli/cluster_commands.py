@@ -73,7 +73,11 @@ def cluster(
         str, typer.Option(help="Vector space: mobilenet or autoencoder")
     ] = "mobilenet",
     eps: Annotated[
-        str, typer.Option(help="DBSCAN radius as cosine distance, or 'auto' (chosen from the data: best silhouette over k-distance quantiles)")
+        str,
+        typer.Option(
+            help="DBSCAN radius as cosine distance, or 'auto': chosen from the data (the "
+            "k-distance quantile with the best silhouette on a sample)"
+        ),
     ] = "auto",
     min_samples: Annotated[
         int, typer.Option(help="Neighbours (itself included) that make a core point; "
