@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from service.config import Settings
 from service.errors import ConfigError, StoreError
+from service.store import ready
 from service.store.base import VectorStore
 
 LOCAL_PREFIX = "path:"
@@ -63,23 +64,15 @@ def open_remote(settings: Settings, address: str) -> VectorStore:
             f"{address!r} is not a Qdrant address: use http(s)://host:6333 "
             f"or {LOCAL_PREFIX}/a/directory for qdrant-client's local mode"
         )
-    return _ensured(store)
+    return ready(store)
 
 
 def open_embedded(settings: Settings) -> VectorStore:
     """A ready embedded store for the settings' data directory, whatever QDRANT_URL says."""
     from service.store.edge import EdgeStore
 
-    return _ensured(EdgeStore(replace(settings, qdrant_url=None)))
+    return ready(EdgeStore(replace(settings, qdrant_url=None)))
 
-
-def _ensured(store: VectorStore) -> VectorStore:
-    try:
-        store.ensure_collection()
-    except BaseException:
-        store.close()
-        raise
-    return store
 
 
 def copy_points(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from service.config import Settings
 from service.store.base import Hit, PointFilter, PointRecord, VectorStore
 
-__all__ = ["Hit", "PointFilter", "PointRecord", "VectorStore", "open_store"]
+__all__ = ["Hit", "PointFilter", "PointRecord", "VectorStore", "open_store", "ready"]
 
 
 def open_store(settings: Settings) -> VectorStore:
@@ -27,6 +27,11 @@ def open_store(settings: Settings) -> VectorStore:
         from service.store.edge import EdgeStore
 
         store = EdgeStore(settings)
+    return ready(store)
+
+
+def ready(store: VectorStore) -> VectorStore:
+    """``store`` with its collection ensured; closed again if that fails."""
     try:
         store.ensure_collection()
     except BaseException:

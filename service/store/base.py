@@ -23,6 +23,21 @@ class PointRecord:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+def record_from(point_id: object, vector: object, payload: object) -> PointRecord:
+    """A PointRecord from a backend's record fields (named vectors as a dict, or none)."""
+    vectors = vector if isinstance(vector, dict) else {}
+    return PointRecord(
+        id=str(point_id),
+        vectors={name: np.asarray(v, dtype=np.float32) for name, v in vectors.items()},
+        payload=dict(payload or {}),
+    )
+
+
+def vector_selector(with_vectors: bool | Sequence[str]) -> bool | list[str]:
+    """``with_vectors`` in the form both Qdrant APIs accept: a bool or a list of names."""
+    return with_vectors if isinstance(with_vectors, bool) else list(with_vectors)
+
+
 @dataclass(frozen=True)
 class Hit:
     """One search result."""

@@ -26,7 +26,7 @@ from service.config import Settings
 from service.errors import StoreError, StoreInUseError
 from service.holder import describe_holder
 from service.store import schema
-from service.store.base import Hit, PointFilter, PointRecord
+from service.store.base import Hit, PointFilter, PointRecord, record_from, vector_selector
 
 T = TypeVar("T")
 
@@ -207,9 +207,9 @@ class EdgeStore:
     def retrieve(
         self, ids: Sequence[str], with_vectors: bool | Sequence[str] = False
     ) -> list[PointRecord]:
-        wv = _with_vector(with_vectors)
+        wv = vector_selector(with_vectors)
         records = self._run(lambda shard: shard.retrieve(list(ids), True, wv))
-        return [_record(r) for r in records]
+        return [record_from(r.id, r.vector, r.payload) for r in records]
 
     def search(
         self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None
@@ -231,14 +231,14 @@ class EdgeStore:
         where: PointFilter | None = None,
     ) -> Iterator[list[PointRecord]]:
         offset: Any = None
-        flt, wv = _filter(where), _with_vector(with_vectors)
+        flt, wv = _filter(where), vector_selector(with_vectors)
         while True:
             request = qe.ScrollRequest(
                 offset=offset, limit=batch_size, filter=flt, with_payload=True, with_vector=wv
             )
             records, offset = self._run(lambda shard, request=request: shard.scroll(request))
             if records:
-                yield [_record(r) for r in records]
+                yield [record_from(r.id, r.vector, r.payload) for r in records]
             if offset is None:
                 return
 
@@ -251,17 +251,6 @@ def _vectors_out(vectors: Mapping[str, np.ndarray]) -> dict[str, list[float]]:
     return {name: np.asarray(v, dtype=np.float32).tolist() for name, v in vectors.items()}
 
 
-def _with_vector(with_vectors: bool | Sequence[str]) -> bool | list[str]:
-    return with_vectors if isinstance(with_vectors, bool) else list(with_vectors)
-
-
-def _record(r: qe.Record) -> PointRecord:
-    vectors = r.vector if isinstance(r.vector, dict) else {}
-    return PointRecord(
-        id=str(r.id),
-        vectors={name: np.asarray(v, dtype=np.float32) for name, v in vectors.items()},
-        payload=dict(r.payload or {}),
-    )
 
 
 def _filter(where: PointFilter | None) -> qe.Filter | None:

@@ -21,7 +21,7 @@ from qdrant_client import models as qm
 from service.config import Settings
 from service.errors import StoreError, StoreInUseError
 from service.store import schema
-from service.store.base import Hit, PointFilter, PointRecord
+from service.store.base import Hit, PointFilter, PointRecord, record_from, vector_selector
 
 T = TypeVar("T")
 
@@ -239,13 +239,13 @@ class ServerStore:
     def retrieve(
         self, ids: Sequence[str], with_vectors: bool | Sequence[str] = False
     ) -> list[PointRecord]:
-        wv = _with_vectors(with_vectors)
+        wv = vector_selector(with_vectors)
         records = self._call(
             lambda: self._client.retrieve(
                 self.collection, list(ids), with_payload=True, with_vectors=wv
             )
         )
-        return [_record(r) for r in records]
+        return [record_from(r.id, r.vector, r.payload) for r in records]
 
     def search(
         self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None
@@ -271,7 +271,7 @@ class ServerStore:
         where: PointFilter | None = None,
     ) -> Iterator[list[PointRecord]]:
         offset: Any = None
-        flt, wv = _filter(where), _with_vectors(with_vectors)
+        flt, wv = _filter(where), vector_selector(with_vectors)
         while True:
             records, offset = self._call(
                 lambda offset=offset: self._client.scroll(
@@ -284,7 +284,7 @@ class ServerStore:
                 )
             )
             if records:
-                yield [_record(r) for r in records]
+                yield [record_from(r.id, r.vector, r.payload) for r in records]
             if offset is None:
                 return
 
@@ -310,17 +310,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _with_vectors(with_vectors: bool | Sequence[str]) -> bool | list[str]:
-    return with_vectors if isinstance(with_vectors, bool) else list(with_vectors)
-
-
-def _record(r: qm.Record) -> PointRecord:
-    vectors = r.vector if isinstance(r.vector, dict) else {}
-    return PointRecord(
-        id=str(r.id),
-        vectors={name: np.asarray(v, dtype=np.float32) for name, v in vectors.items()},
-        payload=dict(r.payload or {}),
-    )
 
 
 def _filter(where: PointFilter | None) -> qm.Filter | None:
