@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -86,15 +87,22 @@ def test_reingest_adds_nothing_and_identical_files_are_stored_once(
     assert store.count() == 20
 
 
+@pytest.fixture
+def open_backend(settings: Settings) -> Callable[[], VectorStore]:
+    """Opens the store under test afresh (overridden by the server-backend suite)."""
+    return lambda: open_store(settings)
+
+
 def test_collection_survives_restart(
-    settings: Settings, mobilenet_pipeline: EmbeddingPipeline, imagenet_dir: Path
+    open_backend: Callable[[], VectorStore], mobilenet_pipeline: EmbeddingPipeline,
+    imagenet_dir: Path,
 ) -> None:
-    store = open_store(settings)
+    store = open_backend()
     ingest(store, mobilenet_pipeline, imagenet_dir)
     query = sorted(imagenet_dir.glob("*.jpg"))[3]
     before = Searcher(store, mobilenet_pipeline).search(query, k=5)
     store.close()
-    reopened = open_store(settings)
+    reopened = open_backend()
     try:
         assert reopened.count() == 20
         after = Searcher(reopened, mobilenet_pipeline).search(query, k=5)
