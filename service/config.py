@@ -41,6 +41,9 @@ class Settings:
     runtime: str = "onnx"
     # Threads decoding images in parallel with inference.
     decode_workers: int = 2
+    # How vectors are stored: "float16" halves memory and exact-search time (cosine scores
+    # stay within ~1e-3 of float32); "float32" keeps full precision. Fixed at creation.
+    vector_datatype: str = "float16"
     # Server-only collection options (see docs/schema.md).
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
@@ -88,6 +91,10 @@ class Settings:
             raise ConfigError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.runtime not in ("onnx", "torch"):
             raise ConfigError(f"runtime must be 'onnx' or 'torch', got {self.runtime!r}")
+        if self.vector_datatype not in ("float16", "float32"):
+            raise ConfigError(
+                f"vector_datatype must be 'float16' or 'float32', got {self.vector_datatype!r}"
+            )
         if self.quantization not in ("none", "int8"):
             raise ConfigError(f"quantization must be 'none' or 'int8', got {self.quantization!r}")
         if self.decode_workers < 1:

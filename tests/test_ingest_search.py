@@ -193,7 +193,9 @@ def test_backends_agree_on_real_images(
     from service.store.edge import EdgeStore
     from service.store.server import ServerStore
 
-    edge = EdgeStore(make_settings(tmp_path / "edge", session_models_dir))
+    # float32 on both sides: qdrant-client's local mode ignores the storage datatype.
+    edge = EdgeStore(make_settings(tmp_path / "edge", session_models_dir,
+                                   vector_datatype="float32"))
     client = ServerStore(make_settings(tmp_path / "client", session_models_dir),
                          location=tmp_path / "local-qdrant")
     try:
@@ -212,3 +214,31 @@ def test_backends_agree_on_real_images(
     finally:
         edge.close()
         client.close()
+
+
+def test_float16_storage_keeps_rankings_of_real_images(
+    tmp_path: Path, session_models_dir: Path, mobilenet_pipeline: EmbeddingPipeline,
+    imagenet_dir: Path, photo_dir: Path,
+) -> None:
+    """The default float16 storage ranks real queries like float32 within fp16 precision."""
+    from service.store.edge import EdgeStore
+
+    half = EdgeStore(make_settings(tmp_path / "half", session_models_dir))
+    full = EdgeStore(make_settings(tmp_path / "full", session_models_dir,
+                                   vector_datatype="float32"))
+    assert half.settings.vector_datatype == "float16"
+    try:
+        for backend in (half, full):
+            backend.ensure_collection()
+            ingest(backend, mobilenet_pipeline, imagenet_dir)
+        queries = sorted(p for p in photo_dir.iterdir() if not p.name.startswith("."))
+        for query in [*queries, *sorted(imagenet_dir.glob("*.jpg"))[:5]]:
+            half_hits = Searcher(half, mobilenet_pipeline).search(query, k=5)
+            full_hits = Searcher(full, mobilenet_pipeline).search(query, k=5)
+            assert half_hits[0].id == full_hits[0].id
+            np.testing.assert_allclose(
+                [h.score for h in half_hits], [h.score for h in full_hits], atol=1e-3
+            )
+    finally:
+        half.close()
+        full.close()

@@ -23,6 +23,7 @@ from service.errors import StoreError, StoreInUseError
 from service.store import Hit, PointFilter, PointRecord, VectorStore, open_store, schema
 from service.store.edge import EdgeStore
 from service.store.server import ServerStore
+from tests.conftest import STORED_VECTOR_ATOL
 
 LATENT = 16
 MN, AE = schema.VECTOR_MOBILENET, schema.VECTOR_AUTOENCODER
@@ -153,7 +154,7 @@ def test_upsert_retrieve_round_trip(store: VectorStore) -> None:
         for name in (MN, AE):
             assert r.vectors[name].dtype == np.float32
             np.testing.assert_allclose(
-                normalised(r.vectors[name]), normalised(p.vectors[name]), atol=1e-5
+                normalised(r.vectors[name]), normalised(p.vectors[name]), atol=STORED_VECTOR_ATOL
             )
 
     only_ae = store.retrieve([points[0].id], with_vectors=[AE])
@@ -186,9 +187,11 @@ def test_mobilenet_only_points_and_update_vectors(store: VectorStore) -> None:
     got = {r.id: r for r in store.retrieve(ids_of(points), with_vectors=True)}
     for i, p in enumerate(points):
         r = got[p.id]
-        np.testing.assert_allclose(normalised(r.vectors[MN]), normalised(p.vectors[MN]), atol=1e-5)
+        np.testing.assert_allclose(normalised(r.vectors[MN]), normalised(p.vectors[MN]),
+                                   atol=STORED_VECTOR_ATOL)
         if i < 4:
-            np.testing.assert_allclose(normalised(r.vectors[AE]), normalised(ae[i]), atol=1e-5)
+            np.testing.assert_allclose(normalised(r.vectors[AE]), normalised(ae[i]),
+                                       atol=STORED_VECTOR_ATOL)
         else:
             assert AE not in r.vectors
         assert r.payload == p.payload  # update_vectors leaves the payload alone
@@ -212,11 +215,12 @@ def test_search_self_retrieval_scores_and_order(store: VectorStore) -> None:
         expected = mn @ mn[i]
         by_id = dict(zip(ids_of(points), expected, strict=True))
         for h in hits:
-            assert h.score == pytest.approx(by_id[h.id], abs=1e-4)
+            assert h.score == pytest.approx(by_id[h.id], abs=STORED_VECTOR_ATOL)
         assert [h.id for h in hits] == [ids_of(points)[j] for j in np.argsort(-expected)[:10]]
     # an unnormalised query scores the same (cosine)
     hits = store.search(points[3].vectors[AE] * 7.5, AE, 1)
-    assert hits[0].id == points[3].id and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert hits[0].id == points[3].id
+    assert hits[0].score == pytest.approx(1.0, abs=STORED_VECTOR_ATOL)
 
 
 def test_search_with_cluster_filter(store: VectorStore) -> None:
@@ -350,7 +354,7 @@ def test_persistence_across_close_and_reopen(backend: Backend) -> None:
     (r,) = reopened.retrieve([points[0].id], with_vectors=True)
     assert r.payload["note"] == "kept"
     np.testing.assert_allclose(
-        normalised(r.vectors[AE]), normalised(points[0].vectors[AE]), atol=1e-5
+        normalised(r.vectors[AE]), normalised(points[0].vectors[AE]), atol=STORED_VECTOR_ATOL
     )
     assert reopened.search(points[4].vectors[MN], MN, 1)[0].id == points[4].id
 
@@ -463,7 +467,8 @@ def _filled(make: Callable[[], VectorStore], points: list[PointRecord]) -> Vecto
 
 def test_backends_agree_on_top_k(tmp_path: Path) -> None:
     points = make_points(60, seed=3, clusters=4)
-    settings = Settings(data_dir=tmp_path, latent_dim=LATENT)
+    # float32 on both sides: qdrant-client's local mode ignores the storage datatype.
+    settings = Settings(data_dir=tmp_path, latent_dim=LATENT, vector_datatype="float32")
     edge = _filled(lambda: EdgeStore(settings), points)
     local = _filled(lambda: ServerStore(settings, location=":memory:"), points)
     try:

@@ -34,6 +34,10 @@ _SCHEMA_TYPES = {
     "integer": qe.PayloadSchemaType.Integer,
     "keyword": qe.PayloadSchemaType.Keyword,
 }
+_DATATYPES = {
+    "float16": qe.VectorStorageDatatype.Float16,
+    "float32": qe.VectorStorageDatatype.Float32,
+}
 _CONFIG_FILE = "edge_config.json"  # written by qdrant-edge next to wal/ and segments/
 _ID_CHUNK = 1024
 _UPSERT_CHUNK = 256
@@ -58,12 +62,13 @@ class EdgeStore:
     # -- lifecycle -------------------------------------------------------------------
 
     def _vectors_config(self) -> dict[str, qe.EdgeVectorParams]:
+        datatype = _DATATYPES[self.settings.vector_datatype]
         return {
             schema.VECTOR_MOBILENET: qe.EdgeVectorParams(
-                schema.MOBILENET_DIM, distance=qe.Distance.Cosine
+                schema.MOBILENET_DIM, distance=qe.Distance.Cosine, datatype=datatype
             ),
             schema.VECTOR_AUTOENCODER: qe.EdgeVectorParams(
-                self.settings.latent_dim, distance=qe.Distance.Cosine
+                self.settings.latent_dim, distance=qe.Distance.Cosine, datatype=datatype
             ),
         }
 

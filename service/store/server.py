@@ -115,12 +115,13 @@ class ServerStore:
                 if s.quantization == "int8"
                 else None
             )
+            datatype = qm.Datatype(s.vector_datatype)
             vectors = {
                 schema.VECTOR_MOBILENET: qm.VectorParams(
-                    size=schema.MOBILENET_DIM, distance=qm.Distance.COSINE
+                    size=schema.MOBILENET_DIM, distance=qm.Distance.COSINE, datatype=datatype
                 ),
                 schema.VECTOR_AUTOENCODER: qm.VectorParams(
-                    size=s.latent_dim, distance=qm.Distance.COSINE
+                    size=s.latent_dim, distance=qm.Distance.COSINE, datatype=datatype
                 ),
             }
             try:
