@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tests.test_ui_api import Served, served  # noqa: F401  (module fixture, shared)
 
@@ -82,10 +83,17 @@ def wait_for_results(page: sync_api.Page, expected: int, contains: str = "") -> 
 def test_upload_search_filter_by_cluster_and_refuse_a_non_image(
     page: sync_api.Page, served: Served, tmp_path: Path  # noqa: F811
 ) -> None:
+    original = served.files["imagenet_17_22.jpg"]
+    edited = tmp_path / "edited-copy.jpg"  # cropped, shrunk, re-encoded: not in the collection
+    with Image.open(original) as photo:
+        width, height = photo.size
+        photo.convert("RGB").crop((width // 10, height // 10, width * 9 // 10, height * 9 // 10)
+                                  ).resize((width // 2, height // 2)).save(edited, quality=70)
     page.fill("#k input", "6")
-    page.locator("#query input[type=file]").set_input_files(str(served.files["chelsea.png"]))
+    page.locator("#query input[type=file]").set_input_files(str(edited))
     found = wait_for_results(page, 6)
     assert all(CAPTION.match(text) for text in found), found
+    assert found[0].split(" · ")[1] == original.name  # the original photo comes first
     scores = [float(text.split(" · ")[0]) for text in found]
     assert scores == sorted(scores, reverse=True)
     shot = tmp_path / "ui-search.png"
