@@ -10,7 +10,16 @@ import typer
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from cli.common import err, fail, out, print_json_line, progress_bar, settings_from, user_errors
+from cli.common import (
+    err,
+    fail,
+    notice,
+    out,
+    print_json_line,
+    progress_bar,
+    settings_from,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from service.clustering import ClusteringResult
@@ -120,7 +129,7 @@ def cluster(
 
     with user_errors():
         settings = settings_from(ctx)
-        store = open_collection(settings)
+        store = open_collection(settings, notify=notice)
         try:
             model_id = _model_id(settings, space)
             with progress_bar("items/s") as progress:
@@ -179,7 +188,7 @@ def clusters(
         raise fail(f"--examples must be at least 0, got {examples}")
     with user_errors():
         settings = settings_from(ctx)
-        store = open_collection(settings)
+        store = open_collection(settings, notify=notice)
         try:
             run = current_run(settings)
             if run is None:

@@ -47,6 +47,11 @@ def settings_from(ctx: typer.Context, **command_overrides: Any) -> Settings:
     return Settings.from_env(**merged)
 
 
+def notice(message: str) -> None:
+    """A one-line note on stderr (e.g. recovery work done while opening the collection)."""
+    err.print(f"[bold yellow]note:[/] {message}", highlight=False, soft_wrap=True)
+
+
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print one line to stderr and return the Exit to raise."""
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)

@@ -12,6 +12,7 @@ from rich.table import Table
 from cli.common import (
     GlobalOptions,
     err,
+    notice,
     out,
     print_json_line,
     progress_bar,
@@ -115,7 +116,7 @@ def ingest(
     with user_errors():
         settings = settings_from(ctx, batch_size=batch_size, decode_workers=workers)
         selected = Shard.parse(shard) if shard else None
-        store = open_collection(settings)
+        store = open_collection(settings, notify=notice)
         try:
             ingester = FolderIngester(store, build_pipeline(settings))
             watcher = None
@@ -194,7 +195,7 @@ def search(
         require_file(image, "query image")
     with user_errors():
         settings = settings_from(ctx)
-        store = open_collection(settings)
+        store = open_collection(settings, notify=notice)
         try:
             searcher = Searcher(store, build_pipeline(settings))
             for image in images:
@@ -230,7 +231,7 @@ def status(
 
     with user_errors():
         settings = settings_from(ctx)
-        store = open_collection(settings)
+        store = open_collection(settings, notify=notice)
         try:
             info = collection_status(settings, store)
         finally:

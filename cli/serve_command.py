@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.common import err, settings_from, user_errors
+from cli.common import err, notice, settings_from, user_errors
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +35,7 @@ def serve(
 
     with user_errors():
         settings = settings_from(ctx)
-        store = open_collection(settings)
+        store = open_collection(settings, notify=notice)
         try:
             searcher = Searcher(store, build_pipeline(settings))
             demo = build_app(searcher, settings)

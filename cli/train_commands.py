@@ -53,7 +53,7 @@ def train(
         train_config = TrainConfig(
             epochs=epochs, batch_size=batch_size, patience=patience, seed=seed
         )
-        store = open_collection(settings)
+        store = open_collection(settings, finish_autoencoder=False)  # train resumes it
         display = RichTrainingDisplay(err)
         try:
             outcome = train_and_activate(

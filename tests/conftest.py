@@ -6,6 +6,7 @@ data directory, so tests exercise the real cached-export path without paying for
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,16 @@ STORED_VECTOR_ATOL = 1e-3
 
 # Tests never download: make any accidental hub access fail fast.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def report_case_counts(suite: str, counts: dict[str, int]) -> None:
+    """Print a reliability suite's case counts, and append them to $SIMIMG_RELIABILITY_STATS
+    (one JSON line) so docs/reliability.md can quote a real run."""
+    print(f"\n{suite} counts: {json.dumps(counts, sort_keys=True)}")
+    target = os.environ.get("SIMIMG_RELIABILITY_STATS")
+    if target:
+        with open(target, "a") as handle:
+            handle.write(json.dumps({"suite": suite, **counts}) + "\n")
 
 
 @pytest.fixture(scope="session")

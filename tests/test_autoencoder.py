@@ -29,6 +29,7 @@ from service.config import Settings
 from service.embedders.base import l2_normalise
 from service.errors import ModelNotTrainedError
 from service.pipeline import EmbeddingPipeline
+from service.store import open_store
 from service.store.base import PointFilter, VectorStore
 from service.store.schema import VECTOR_AUTOENCODER
 from training.checkpoint import write_checkpoint
@@ -158,3 +159,42 @@ def test_interrupted_reembed_resumes_without_retraining(
     hits = store.search(query.vectors[VECTOR_AUTOENCODER], VECTOR_AUTOENCODER, 3,
                         PointFilter(autoencoder_model=pending))
     assert hits[0].id == query.id
+
+
+def test_opening_the_collection_finishes_an_interrupted_reembed(
+    settings: Settings, mobilenet_pipeline: EmbeddingPipeline, imagenet_dir: Path,
+) -> None:
+    """After a train killed mid re-embed, the next command completes it: no partial space."""
+    from service.collection import open_collection
+    from service.search import Searcher
+
+    store = open_store(settings)
+    FolderIngester(store, mobilenet_pipeline).ingest(imagenet_dir,
+                                                     list(iter_image_files(imagenet_dir)))
+    with pytest.raises(KeyboardInterrupt):
+        train_and_activate(replace(settings, batch_size=8), _CrashAfter(store, 1), SMALL,
+                           TrainConfig(epochs=1))  # type: ignore[arg-type]
+    pending = read_pointer(settings, PENDING)
+    assert pending is not None
+    assert 0 < store.count(PointFilter(not_autoencoder_model=pending)) < 20
+    store.close()
+
+    notes: list[str] = []
+    reopened = open_collection(settings, notify=notes.append)
+    try:
+        assert len(notes) == 1 and pending in notes[0]
+        assert read_pointer(settings, CURRENT) == pending
+        assert read_pointer(settings, PENDING) is None
+        assert reopened.count(PointFilter(autoencoder_model=pending)) == 20
+        autoencoder = load_autoencoder_embedder(settings)
+        assert autoencoder is not None and autoencoder.model_id == pending
+        embedders = [*mobilenet_pipeline.embedders.values(), autoencoder]
+        searcher = Searcher(reopened, EmbeddingPipeline(settings, embedders))
+        query = sorted(imagenet_dir.glob("*.jpg"))[4]
+        results = searcher.search(query, space="autoencoder", k=20)
+        assert len(results) == 20 and results[0].path == query.name
+    finally:
+        reopened.close()
+    quiet: list[str] = []
+    open_collection(settings, notify=quiet.append).close()
+    assert quiet == []  # nothing left to finish

@@ -292,10 +292,10 @@ def test_other_commands_say_the_directory_is_in_use(served: Served) -> None:
 ])
 def test_stored_paths_cannot_leave_their_root(payload: dict) -> None:
     from service.errors import ImageDecodeError
-    from ui.images import payload_file
+    from service.stored_files import stored_file
 
     with pytest.raises(ImageDecodeError):
-        payload_file(payload)
-    assert payload_file({"root": "/data/photos", "path": "a/../b.jpg"}) == Path(
+        stored_file(payload)
+    assert stored_file({"root": "/data/photos", "path": "a/../b.jpg"}) == Path(
         "/data/photos/b.jpg"
     )

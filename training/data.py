@@ -23,7 +23,7 @@ from service.errors import ImageDecodeError
 from service.images import decode_image, is_image_name, sha256_hex
 from service.pipeline import read_image_bytes
 from service.store.base import VectorStore
-from service.store.schema import PAYLOAD_PATH, PAYLOAD_ROOT
+from service.stored_files import stored_file
 
 
 @dataclass
@@ -59,21 +59,14 @@ def files_in_folder(folder: Path) -> list[Path]:
 
 def files_in_collection(store: VectorStore, page_size: int = 512) -> list[Path]:
     """The file of every point in the collection (payload ``root`` + ``path``)."""
-    files = {
-        path
-        for page in store.scroll(batch_size=page_size)
-        for record in page
-        if (path := point_file(record.payload)) is not None
-    }
+    files: set[Path] = set()
+    for page in store.scroll(batch_size=page_size):
+        for record in page:
+            try:
+                files.add(stored_file(record.payload))
+            except ImageDecodeError:
+                continue  # no usable path: nothing to train on
     return sorted(files)
-
-
-def point_file(payload: dict[str, object]) -> Path | None:
-    """The file a point was ingested from, or None when its payload does not say."""
-    root, path = payload.get(PAYLOAD_ROOT), payload.get(PAYLOAD_PATH)
-    if not isinstance(root, str) or not isinstance(path, str):
-        return None
-    return Path(root) / path
 
 
 def _load_one(

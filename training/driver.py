@@ -20,20 +20,18 @@ from service.autoencoder import (
     PENDING,
     AutoencoderConfig,
     checkpoint_dir,
-    clear_pointer,
-    load_autoencoder_version,
     read_checkpoint_meta,
     read_pointer,
     write_pointer,
 )
 from service.config import Settings
 from service.errors import ConfigError
+from service.reembed import ReembedReport, activate_model, pending_count
 from service.store.base import VectorStore
 from training.checkpoint import prune_checkpoints, resumable_version, write_checkpoint
 from training.data import TrainingSet, files_in_collection, files_in_folder, load_training_set
 from training.loop import TrainConfig, train_autoencoder
 from training.progress import TrainingObserver
-from training.reembed import ReembedReport, pending_count, reembed_collection
 
 
 @dataclass
@@ -110,12 +108,9 @@ def train_and_activate(
         write_pointer(settings, PENDING, version)
     else:
         observer.message(f"resuming pending model {version} (same images and options)")
-    embedder = load_autoencoder_version(settings, version)
-    observer.stage("re-embedding", pending_count(store, version))
-    report = reembed_collection(store, settings, embedder, observer.advance)
     previous = read_pointer(settings, CURRENT)
-    write_pointer(settings, CURRENT, version)
-    clear_pointer(settings, PENDING)
+    observer.stage("re-embedding", pending_count(store, version))
+    report = activate_model(store, settings, version, observer.advance)
     removed = prune_checkpoints(settings, keep={version} | ({previous} if previous else set()))
     return TrainOutcome(
         version=version,

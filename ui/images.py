@@ -7,7 +7,6 @@ through the shared decoder into a PIL thumbnail, so Gradio never serves a collec
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from pathlib import Path
 from threading import Lock
@@ -19,23 +18,9 @@ from service.errors import ConfigError, ImageDecodeError
 from service.images import decode_image
 from service.pipeline import read_image_bytes
 from service.store.base import VectorStore
-from service.store.schema import PAYLOAD_PATH, PAYLOAD_ROOT
+from service.stored_files import stored_file
 
 THUMBNAIL_SIDE = 320
-
-
-def payload_file(payload: dict) -> Path:
-    """The stored file a payload names; refuses paths that escape their ingested root."""
-    root = Path(str(payload.get(PAYLOAD_ROOT, "")))
-    relative = str(payload.get(PAYLOAD_PATH, ""))
-    if not root.is_absolute() or not relative:
-        raise ImageDecodeError("stored point has no usable root/path payload")
-    # Normalised, not resolved: ".." may not climb out, but an ingested symlink still works.
-    root = Path(os.path.normpath(root))
-    file = Path(os.path.normpath(root / relative))
-    if not file.is_relative_to(root):
-        raise ImageDecodeError(f"stored path {relative!r} lies outside its root")
-    return file
 
 
 class CollectionImages:
@@ -64,7 +49,7 @@ class CollectionImages:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        image = self._load(payload_file(payload), side)
+        image = self._load(stored_file(payload), side)
         with self._lock:
             self._cache[key] = image
             while len(self._cache) > self.cache_size:

@@ -1,5 +1,10 @@
 """Re-embedding every point's ``autoencoder`` vector with a new model, resumably.
 
+A trained model becomes current only through :func:`activate_model`, after every point
+carries its vectors. A ``train`` killed during the re-embed leaves the model PENDING;
+:func:`finish_pending_model` (run by every command when it opens the collection) completes
+the re-embed and the switch, so the old model's shrinking coverage is never left behind.
+
 Points still to do are found with ``PointFilter(not_autoencoder_model=version)``, so a run
 that was killed resumes where it stopped. Per batch, the old model tag is removed first,
 then the vector is written, then the new tag is set: at every instant a point's vector
@@ -16,14 +21,22 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.autoencoder import AutoencoderEmbedder
+from service.autoencoder import (
+    CURRENT,
+    PENDING,
+    AutoencoderEmbedder,
+    clear_pointer,
+    load_autoencoder_version,
+    read_pointer,
+    write_pointer,
+)
 from service.config import Settings
 from service.errors import ImageDecodeError
 from service.images import decode_image
 from service.pipeline import read_image_bytes
 from service.store.base import PointFilter, PointRecord, VectorStore
 from service.store.schema import PAYLOAD_AE_MODEL, VECTOR_AUTOENCODER
-from training.data import point_file
+from service.stored_files import stored_file
 
 
 @dataclass
@@ -37,10 +50,8 @@ def _prepare(
     record: PointRecord, embedder: AutoencoderEmbedder, settings: Settings
 ) -> np.ndarray | str:
     """The embedder's input for a point's file, or the reason it cannot be read."""
-    path = point_file(record.payload)
-    if path is None:
-        return "payload has no root/path"
     try:
+        path = stored_file(record.payload)
         data = read_image_bytes(path, settings.max_file_bytes)
         decoded = decode_image(
             data, max_pixels=settings.max_pixels, min_side=embedder.min_side, source=str(path)
@@ -48,6 +59,13 @@ def _prepare(
     except ImageDecodeError as exc:
         return str(exc)
     return embedder.preprocess(decoded.image)
+
+
+def _describe(record: PointRecord) -> str:
+    try:
+        return str(stored_file(record.payload))
+    except ImageDecodeError:
+        return record.id
 
 
 def pending_count(store: VectorStore, version: str) -> int:
@@ -81,7 +99,7 @@ def reembed_collection(
                 for record, reason in zip(todo, inputs, strict=True):
                     if isinstance(reason, str):
                         failed_ids.add(record.id)
-                        report.failed.append((str(point_file(record.payload) or record.id), reason))
+                        report.failed.append((_describe(record), reason))
                 if ok:
                     ids = [r.id for r, _ in ok]
                     vectors = embedder.embed(np.stack([x for _, x in ok]))
@@ -99,3 +117,30 @@ def reembed_collection(
     store.flush()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def activate_model(
+    store: VectorStore,
+    settings: Settings,
+    version: str,
+    advance: Callable[[int], None] | None = None,
+) -> ReembedReport:
+    """Re-embed every point with ``version``, then make it CURRENT and clear PENDING."""
+    report = reembed_collection(store, settings, load_autoencoder_version(settings, version),
+                                advance)
+    write_pointer(settings, CURRENT, version)
+    clear_pointer(settings, PENDING)
+    return report
+
+
+def finish_pending_model(
+    settings: Settings, store: VectorStore, notify: Callable[[str], None] | None = None
+) -> ReembedReport | None:
+    """Complete an interrupted ``train``: finish its re-embed and switch. None if none."""
+    version = read_pointer(settings, PENDING)
+    if version is None:
+        return None
+    if notify is not None:
+        notify(f"finishing the interrupted re-embed of autoencoder {version} "
+               f"({pending_count(store, version)} images left)")
+    return activate_model(store, settings, version)
