@@ -3,7 +3,7 @@
 # safety, concurrency. Prints the case counts that docs/reliability.md reports.
 #
 #   scripts/reliability.sh            # defaults below (about 15-25 min on 2 cores)
-#   FUZZ=300 CRASH_IMAGES=160 KILLS=8 scripts/reliability.sh   # the CI sizes
+#   FUZZ=300 CRASH_IMAGES=400 KILLS=8 TRAIN_KILLS=6 scripts/reliability.sh   # the CI sizes
 #
 # Each run uses a fresh random seed unless SEED is set; the seed is printed so a failure
 # can be replayed with SEED=<n>.
@@ -15,13 +15,14 @@ SEED="${SEED:-$RANDOM}"
 STATS="${STATS:-$(mktemp -t simimg-reliability-XXXX.jsonl)}"
 export SIMIMG_FUZZ_EXAMPLES="${FUZZ:-3000}"
 export SIMIMG_FUZZ_SEED="$SEED"
-export SIMIMG_CRASH_IMAGES="${CRASH_IMAGES:-400}"
+export SIMIMG_CRASH_IMAGES="${CRASH_IMAGES:-800}"
 export SIMIMG_CRASH_KILLS="${KILLS:-30}"
+export SIMIMG_TRAIN_KILLS="${TRAIN_KILLS:-24}"
 export SIMIMG_CRASH_SEED="$SEED"
 export SIMIMG_CONCURRENCY_IMAGES="${CONCURRENCY_IMAGES:-300}"
 export SIMIMG_RELIABILITY_STATS="$STATS"
 echo "seed $SEED; fuzz examples $SIMIMG_FUZZ_EXAMPLES; crash images $SIMIMG_CRASH_IMAGES," \
-     "kills $SIMIMG_CRASH_KILLS; counts -> $STATS"
+     "kills $SIMIMG_CRASH_KILLS, train kills $SIMIMG_TRAIN_KILLS; counts -> $STATS"
 start=$(date +%s)
 "$PY" -m pytest -q -p no:cacheprovider --timeout=7200 \
     tests/test_fuzz_ingest.py tests/test_crash_safety.py tests/test_concurrency.py "$@"

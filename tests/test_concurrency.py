@@ -33,7 +33,7 @@ from service.pipeline import EmbeddingPipeline
 from service.search import Searcher
 from service.store.edge import EdgeStore
 from service.store.schema import point_id_for
-from tests.conftest import make_settings
+from tests.conftest import make_settings, report_case_counts
 
 IMAGES = int(os.environ.get("SIMIMG_CONCURRENCY_IMAGES", "120"))
 REPO = Path(__file__).resolve().parent.parent
@@ -43,11 +43,7 @@ STATS: dict[str, int] = {}
 @pytest.fixture(scope="module", autouse=True)
 def _write_stats() -> Iterator[None]:
     yield
-    print(f"\nconcurrency counts: {json.dumps(STATS, sort_keys=True)}")
-    target = os.environ.get("SIMIMG_RELIABILITY_STATS")
-    if target:
-        with open(target, "a") as fh:
-            fh.write(json.dumps({"suite": "concurrency", **STATS}) + "\n")
+    report_case_counts("concurrency", STATS)
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ from service.images import IMAGE_SUFFIXES, decode_image, sha256_hex
 from service.pipeline import EmbeddingPipeline
 from service.store.edge import EdgeStore
 from service.store.schema import point_id_for
-from tests.conftest import make_settings
+from tests.conftest import make_settings, report_case_counts
 
 EXAMPLES = int(os.environ.get("SIMIMG_FUZZ_EXAMPLES", "300"))
 INGEST_EXAMPLES = max(10, EXAMPLES // 5)
@@ -75,11 +75,7 @@ def fuzz_settings(examples: int) -> Callable[[Any], Any]:
 @pytest.fixture(scope="module", autouse=True)
 def _write_stats() -> Iterator[None]:
     yield
-    print(f"\nfuzz case counts: {json.dumps(STATS, sort_keys=True)}")
-    target = os.environ.get("SIMIMG_RELIABILITY_STATS")
-    if target:
-        with open(target, "a") as fh:
-            fh.write(json.dumps({"suite": "fuzz", **STATS}) + "\n")
+    report_case_counts("fuzz", STATS)
 
 
 # ----------------------------------------------------------------- real seed images
@@ -422,11 +418,24 @@ def test_ingest_stores_every_good_image_and_reports_every_bad_file_once(
 
 
 _NOBODY_SCRIPT = r"""
-import json, sys
+import json, sys, tempfile
 from pathlib import Path
+import numpy as np
+from ingest.runner import FolderIngester
 from ingest.walker import iter_image_files
+from service.config import Settings
+from service.embedders.base import l2_normalise
 from service.errors import ImageDecodeError
-from service.pipeline import read_image_bytes
+from service.pipeline import EmbeddingPipeline, read_image_bytes
+from service.store import open_store
+from service.store.schema import MOBILENET_DIM, VECTOR_MOBILENET
+
+class Tiny:  # stands in for MobileNet (whose export the unprivileged user cannot read)
+    space, dim, model_id, min_side = VECTOR_MOBILENET, MOBILENET_DIM, "tiny", 8
+    def preprocess(self, image):
+        return np.asarray(image.convert("RGB").resize((8, 8)), np.float32).ravel()
+    def embed(self, batch):
+        return l2_normalise(np.tile(batch, (1, 7))[:, :MOBILENET_DIM] + 1e-3)
 
 root = Path(sys.argv[1])
 unlisted = []
@@ -438,14 +447,23 @@ for path in files:
         results[path.name] = "ok"
     except ImageDecodeError as exc:
         results[path.name] = str(exc)
-print(json.dumps({"results": results, "unlisted": unlisted}))
+# What the ingest command runs: the summary must name the unlistable folder too.
+settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="simimg-perm-data-")))
+store = open_store(settings)
+try:
+    report = FolderIngester(store, EmbeddingPipeline(settings, [Tiny()])).ingest_folder(root)
+finally:
+    store.close()
+print(json.dumps({"results": results, "unlisted": unlisted, "failed": report.failed,
+                  "added": report.added, "data_dir": str(settings.data_dir)}))
 """
 
 
 @pytest.mark.skipif(os.geteuid() != 0 and shutil.which("setpriv") is None,
                     reason="needs root (to drop to nobody) or to already be unprivileged")
 def test_unreadable_file_and_folder_are_reported_not_skipped() -> None:
-    """As an unprivileged user: a 000 file is a named failure, a 000 folder reaches on_error."""
+    """As an unprivileged user: a 000 file is a named failure, a 000 folder reaches on_error
+    and the ingest summary (``FolderIngester.ingest_folder``) names both in ``failed``."""
     _count("permission_cases", 2)
     base = Path(tempfile.mkdtemp(prefix="simimg-perm-", dir="/tmp"))
     try:
@@ -467,6 +485,12 @@ def test_unreadable_file_and_folder_are_reported_not_skipped() -> None:
         assert out["results"]["ok.png"] == "ok"
         assert "Permission denied" in out["results"]["secret.jpg"]
         assert out["unlisted"] == ["locked"]
+        failed = dict(out["failed"])
+        assert sorted(failed) == ["locked", "secret.jpg"], "each reported once, by name"
+        assert "Permission denied" in failed["secret.jpg"]
+        assert "cannot list folder" in failed["locked"] and "Permission denied" in failed["locked"]
+        assert out["added"] == 1
+        shutil.rmtree(out["data_dir"], ignore_errors=True)
     finally:
         (base / "locked").chmod(0o755)
         shutil.rmtree(base)
