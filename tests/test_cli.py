@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,20 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.config import Settings
-
-ADMIN = [sys.executable, "-m", "cli"]
-
-
-def admin_env(settings: Settings) -> dict[str, str]:
-    """The environment of a user whose data directory is ``settings.data_dir``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIMIMG_", "QDRANT_"))}
-    env["SIMIMG_DATA_DIR"] = str(settings.data_dir)
-    return env
-
-
-def run_admin(settings: Settings, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*ADMIN, *args], env=admin_env(settings), capture_output=True,
-                          text=True, timeout=timeout, check=False)
+from tests.processes import run_admin
 
 
 @pytest.fixture

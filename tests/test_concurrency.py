@@ -16,9 +16,9 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,9 +34,9 @@ from service.search import Searcher
 from service.store.edge import EdgeStore
 from service.store.schema import point_id_for
 from tests.conftest import make_settings, report_case_counts
+from tests.processes import REPO, cli, cli_env
 
 IMAGES = int(os.environ.get("SIMIMG_CONCURRENCY_IMAGES", "120"))
-REPO = Path(__file__).resolve().parent.parent
 STATS: dict[str, int] = {}
 
 
@@ -121,17 +121,6 @@ def test_queries_during_ingest_never_fail_and_stay_consistent(
 
 
 # ----------------------------------------------------------------- two processes
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("QDRANT_URL", "QDRANT_API_KEY")}
-    env["HF_HUB_OFFLINE"] = "1"
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
-def cli(data_dir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "cli", "--data-dir", str(data_dir), *args]
 
 
 def holds_store(pid: int, settings: Settings) -> bool:
@@ -219,3 +208,48 @@ def test_second_cli_process_gets_the_in_use_message(
         ids = store.existing_ids([point_id_for(sha256_hex(p.read_bytes()))
                                   for p in imagenet_dir.glob("*.jpg")])
         assert len(ids) == 20 and store.count() == 20
+
+
+@pytest.mark.skipif(not os.environ.get("QDRANT_URL"),
+                    reason="needs a Qdrant server: set QDRANT_URL (docs/deployment.md)")
+def test_queries_from_this_process_while_another_process_ingests_on_a_server(
+    tmp_path: Path, session_models_dir: Path, mobilenet_pipeline: EmbeddingPipeline,
+    imagenet_dir: Path, roll: Path,
+) -> None:
+    """Server backend: `simimg-admin ingest` runs as its own process while this one queries
+    the same collection; every query succeeds and each stored anchor comes back first."""
+    from service.store.server import ServerStore
+
+    collection = f"simimg-concurrency-{uuid.uuid4().hex[:10]}"
+    settings = make_settings(tmp_path / "data", session_models_dir, collection=collection,
+                             qdrant_url=os.environ["QDRANT_URL"],
+                             qdrant_api_key=os.environ.get("QDRANT_API_KEY"))
+    store = ServerStore(settings)
+    store.ensure_collection()
+    try:
+        FolderIngester(store, mobilenet_pipeline).ingest(
+            imagenet_dir, list(iter_image_files(imagenet_dir))
+        )
+        searcher = Searcher(store, mobilenet_pipeline)
+        anchors = {p: searcher.prepare(p) for p in sorted(imagenet_dir.glob("*.jpg"))}
+        env = {**cli_env(), "QDRANT_URL": settings.qdrant_url or "",
+               "SIMIMG_COLLECTION": collection}
+        if settings.qdrant_api_key:
+            env["QDRANT_API_KEY"] = settings.qdrant_api_key
+        ingest = subprocess.Popen(cli(settings.data_dir, "ingest", str(roll), "--json"),
+                                  env=env, cwd=REPO, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        queries = 0
+        while ingest.poll() is None or queries < len(anchors):
+            for prepared in anchors.values():
+                results = searcher.search(prepared, k=5)
+                assert results[0].id == prepared.point_id and results[0].score > 0.999
+                queries += 1
+        out, err_text = ingest.communicate(timeout=600)
+        assert ingest.returncode == 0, err_text[-2000:]
+        assert json.loads(out.strip().splitlines()[-1])["added"] == IMAGES
+        assert store.count() == IMAGES + len(anchors)
+        STATS["server_cross_process_queries"] = queries
+    finally:
+        store.client.delete_collection(collection)
+        store.close()

@@ -27,7 +27,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -63,13 +62,13 @@ from service.store.schema import (
 )
 from service.stored_files import stored_file
 from tests.conftest import STORED_VECTOR_ATOL, make_settings, report_case_counts
+from tests.processes import REPO, cli, cli_env
 
 IMAGES = int(os.environ.get("SIMIMG_CRASH_IMAGES", "400"))
 KILLS = int(os.environ.get("SIMIMG_CRASH_KILLS", "8"))
 SEED = int(os.environ.get("SIMIMG_CRASH_SEED", "0"))
 WAL_BYTES_PER_POINT = 6_500  # measured: one 1280-d point + payload in qdrant-edge's WAL
 ROUND_LIMIT_S = 300  # a safety net only: a round this long is killed like any other
-REPO = Path(__file__).resolve().parent.parent
 STATS: dict[str, int] = {}
 
 
@@ -93,17 +92,6 @@ def crash_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "bad" / "empty.jpg").write_bytes(b"")
     (root / "bad" / "truncated.jpg").write_bytes(files[1].read_bytes()[:500])
     return root
-
-
-def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("QDRANT_URL", "QDRANT_API_KEY")}
-    env["HF_HUB_OFFLINE"] = "1"
-    env["PYTHONPATH"] = str(REPO)
-    return env
-
-
-def cli(data_dir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "cli", "--data-dir", str(data_dir), *args]
 
 
 def wal_bytes(settings: Settings) -> int:

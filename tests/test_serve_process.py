@@ -14,13 +14,7 @@ import psutil
 import pytest
 
 from service.config import Settings
-from tests.test_cli import ADMIN, admin_env, run_admin
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.processes import ADMIN, admin_env, free_port, run_admin
 
 
 def _listening_addresses(pid: int) -> set[str]:
@@ -35,7 +29,7 @@ def _listening_addresses(pid: int) -> set[str]:
 def served(settings: Settings, imagenet_dir: Path):
     done = run_admin(settings, "ingest", str(imagenet_dir), "--json")
     assert done.returncode == 0, done.stderr
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([*ADMIN, "serve", "--port", str(port)], env=admin_env(settings),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +27,11 @@ from service.search import Searcher
 from service.store import open_store
 from service.store.base import VectorStore
 from tests.conftest import make_settings
+from tests.processes import free_port, run_admin
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 
-ADMIN = [sys.executable, "-m", "cli"]
 MAX_FILE_BYTES = 1_000_000  # above every test photo; the oversized upload is bigger
 # Cluster labels set through the store, by sorted file name: 8 + 7 + 5 noise.
 LABELS = [0] * 8 + [1] * 7 + [-1] * 5
@@ -60,24 +57,6 @@ class Served:
     files: dict[str, Path]
     cli: dict[tuple[str, str, int | None], list[dict]]
     labels: dict[str, int]  # file name -> cluster
-
-
-def admin_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SIMIMG_", "QDRANT_"))}
-    env["SIMIMG_DATA_DIR"] = str(settings.data_dir)
-    env["SIMIMG_MAX_FILE_BYTES"] = str(settings.max_file_bytes)
-    return env
-
-
-def run_admin(settings: Settings, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*ADMIN, *args], env=admin_env(settings), capture_output=True,
-                          text=True, timeout=300, check=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _cli_results(settings: Settings, files: dict[str, Path]) -> dict:
