@@ -420,6 +420,35 @@ def test_second_edge_store_on_same_dir_is_in_use(tmp_path: Path) -> None:
     third.close()
 
 
+def test_a_refused_process_never_touches_the_holders_data(tmp_path: Path) -> None:
+    """Regression: qdrant-edge's own load() in a second process damaged the holder's
+    segments before failing on the WAL lock ("Tracker journal ... is shorter than expected"
+    at the holder's next flush). simimg's directory lock refuses the second process first."""
+    import subprocess
+    import sys
+
+    settings = Settings(data_dir=tmp_path, latent_dim=LATENT)
+    holder = EdgeStore(settings)
+    holder.ensure_collection()
+    holder.upsert(make_points(4))
+    holder.flush()
+    attempt = subprocess.run(
+        [sys.executable, "-c",
+         "from service.config import Settings\n"
+         "from service.store.edge import EdgeStore\n"
+         f"EdgeStore(Settings(data_dir={str(tmp_path)!r}, latent_dim={LATENT})"
+         ").ensure_collection()\n"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert attempt.returncode != 0 and "StoreInUseError" in attempt.stderr
+    holder.upsert(make_points(40, seed=9))
+    holder.flush()
+    holder.close()
+    with EdgeStore(settings) as reopened:
+        reopened.ensure_collection()
+        assert reopened.count() == 44
+
+
 def test_second_local_client_on_same_path_is_in_use(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, latent_dim=LATENT)
     first = ServerStore(settings, location=tmp_path / "local")

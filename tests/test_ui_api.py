@@ -26,7 +26,7 @@ from service.pipeline import EmbeddingPipeline, build_pipeline
 from service.search import Searcher
 from service.store import open_store
 from service.store.base import VectorStore
-from tests.conftest import make_settings
+from tests.conftest import STORED_VECTOR_ATOL, make_settings
 from tests.processes import free_port, run_admin
 
 gradio_client = pytest.importorskip("gradio_client")
@@ -152,7 +152,7 @@ def test_search_by_stored_id_finds_itself_first(served: Served) -> None:
         rows[0]["id"], "mobilenet", 6, "all", api_name="/search_by_id"
     )
     assert by_id[0]["id"] == rows[0]["id"]
-    assert by_id[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert by_id[0]["score"] == pytest.approx(1.0, abs=STORED_VECTOR_ATOL)
     assert len(gallery) == 6 and Path(query).is_file()
 
 

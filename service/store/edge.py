@@ -13,11 +13,12 @@ Quirks of qdrant-edge 0.9.0 that this module works around:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import numpy as np
 import qdrant_edge as qe
@@ -58,6 +59,7 @@ class EdgeStore:
         self._lock = threading.RLock()
         self._shard: qe.EdgeShard | None = None
         self._closed = False
+        self._dir_lock: IO[bytes] | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -92,17 +94,27 @@ class EdgeStore:
                 )
 
     def _open(self) -> qe.EdgeShard:
-        exists = (self.path / _CONFIG_FILE).exists() or (self.path / "segments").exists()
-        if exists:
-            self._check_stored_dims()
-        config = qe.EdgeConfig(vectors=self._vectors_config())
+        # Our own lock first: qdrant-edge's load() rewrites the shard's config (and may touch
+        # more) before it discovers that another process holds the WAL, so a second process
+        # must never get that far.
+        self._dir_lock = _acquire_dir_lock(self.path, self._in_use_error)
         try:
+            exists = (self.path / _CONFIG_FILE).exists() or (self.path / "segments").exists()
             if exists:
-                return qe.EdgeShard.load(str(self.path), config)
-            self.path.mkdir(parents=True, exist_ok=True)
-            return qe.EdgeShard.create(str(self.path), config)
-        except Exception as e:
-            raise self._translate(e) from None
+                self._check_stored_dims()
+                return qe.EdgeShard.load(str(self.path))
+            return qe.EdgeShard.create(str(self.path),
+                                       qe.EdgeConfig(vectors=self._vectors_config()))
+        except BaseException as e:
+            self._release_dir_lock()
+            if isinstance(e, Exception) and not isinstance(e, StoreError):
+                raise self._translate(e) from None
+            raise
+
+    def _release_dir_lock(self) -> None:
+        lock, self._dir_lock = self._dir_lock, None
+        if lock is not None:
+            lock.close()  # closing the descriptor releases the flock
 
     def ensure_collection(self) -> None:
         with self._lock:
@@ -131,7 +143,10 @@ class EdgeStore:
                 try:
                     self._call(shard.flush)
                 finally:
-                    self._call(shard.close)
+                    try:
+                        self._call(shard.close)
+                    finally:
+                        self._release_dir_lock()
 
     def optimize(self) -> bool:
         """Build HNSW / merge segments (slow: minutes per 100k points). True if work was done."""
@@ -145,15 +160,18 @@ class EdgeStore:
 
     # -- error handling --------------------------------------------------------------
 
+    def _in_use_error(self) -> StoreInUseError:
+        holder = describe_holder(self.settings.data_dir)
+        who = holder or "another simimg process (e.g. `simimg-admin serve` or an ingest)"
+        return StoreInUseError(
+            f"{self.path} is in use by {who}; stop it, or set QDRANT_URL to use a "
+            "Qdrant server that many processes can share"
+        )
+
     def _translate(self, e: Exception) -> Exception:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "WouldBlock" in msg:
-            holder = describe_holder(self.settings.data_dir)
-            who = holder or "another simimg process (e.g. `simimg-admin serve` or an ingest)"
-            return StoreInUseError(
-                f"{self.path} is in use by {who}; stop it, or set QDRANT_URL to use a "
-                "Qdrant server that many processes can share"
-            )
+            return self._in_use_error()
         return StoreError(f"qdrant-edge: {msg}")
 
     def _call(self, fn: Callable[[], T]) -> T:
@@ -289,3 +307,19 @@ def _filter(where: PointFilter | None) -> qe.Filter | None:
     if not must and not must_not:
         return None
     return qe.Filter(must=must or None, must_not=must_not or None)
+
+
+def _acquire_dir_lock(path: Path, in_use: Callable[[], StoreInUseError]) -> IO[bytes]:
+    """An exclusive, non-blocking flock on ``<shard dir>.lock``, held until closed.
+
+    flock locks belong to the open file description, so a second EdgeStore on the same
+    directory is refused in the same process as well as in another one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held open
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise in_use() from None
+    return handle
