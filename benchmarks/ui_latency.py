@@ -149,8 +149,23 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}",
         **results,
     }
+    print(f"machine: {report['machine']}; {results['points']:,} points, k={args.k}")
+    print("| path | p50 | p95 | mean | queries |")
+    print("|---|---|---|---|---|")
+    for name, label in _ROWS.items():
+        row = results[name]
+        print(f"| {label} | {row['p50_ms']:.1f} ms | {row['p95_ms']:.1f} ms "
+              f"| {row['mean_ms']:.1f} ms | {row['n']} |")
     print(json.dumps(report, indent=2))
     return 0
+
+
+_ROWS = {
+    "api_results": "API request -> results (gradio_client)",
+    "api_results_cluster_filter": "same, with a cluster filter",
+    "api_results_and_images": "API, plus downloading the result images",
+    "in_process_search": "Searcher.search in-process (for comparison)",
+}
 
 
 if __name__ == "__main__":
