@@ -165,9 +165,14 @@ class FolderIngester:
 
     def _points(self, root: Path, batch: Sequence[PreparedImage]) -> list[PointRecord]:
         """Embed one batch (on the calling thread) and build its store records."""
-        vectors = self.pipeline.embed(batch)
+        self.pipeline.refresh()  # a model switched by `train` elsewhere applies from now on
+        # A batch prepared just before a switch skips the new model's space; `train`'s
+        # re-embed (or the next one) fills it. Tags only ever name the model that embedded.
+        vectors = self.pipeline.embed(batch, self.pipeline.current_spaces(batch))
         now = datetime.now(UTC).isoformat(timespec="seconds")
-        autoencoder_model = self.pipeline.model_id(VECTOR_AUTOENCODER)
+        autoencoder_model = (
+            self.pipeline.model_id(VECTOR_AUTOENCODER) if VECTOR_AUTOENCODER in vectors else None
+        )
         points = []
         for row, item in enumerate(batch):
             payload: dict[str, Any] = {

@@ -31,6 +31,8 @@ class PreparedImage:
     height: int
     format: str
     inputs: dict[str, np.ndarray] = field(repr=False)
+    # The model each input was preprocessed for (a model switch may happen in between).
+    models: dict[str, str] = field(default_factory=dict)
 
 
 def read_image_bytes(path: Path, max_file_bytes: int) -> bytes:
@@ -52,10 +54,36 @@ def read_image_bytes(path: Path, max_file_bytes: int) -> bytes:
 class EmbeddingPipeline:
     """Decode once, preprocess for every embedder, embed batches per space."""
 
-    def __init__(self, settings: Settings, embedders: Sequence[Embedder]) -> None:
+    def __init__(
+        self, settings: Settings, embedders: Sequence[Embedder], follow_autoencoder: bool = False
+    ) -> None:
         self.settings = settings
         self.embedders = {e.space: e for e in embedders}
         self._min_side = max(e.min_side for e in embedders)
+        # Long-running users (the UI, ingest --watch) follow the CURRENT autoencoder, which
+        # another process may switch (`train` against a shared Qdrant server).
+        self._follow_autoencoder = follow_autoencoder
+        self._autoencoder_pointer: str | None = self.model_id(VECTOR_AUTOENCODER)
+
+    def refresh(self) -> None:
+        """Swap in the autoencoder that is CURRENT now, if it changed since the last look.
+
+        Costs one small file read; a no-op unless the pipeline follows the autoencoder.
+        """
+        if not self._follow_autoencoder:
+            return
+        from service.autoencoder import CURRENT, load_autoencoder_version, read_pointer
+
+        current = read_pointer(self.settings, CURRENT)
+        if current == self._autoencoder_pointer:
+            return
+        if current is None:
+            self.embedders.pop(VECTOR_AUTOENCODER, None)
+        else:
+            embedder = load_autoencoder_version(self.settings, current)
+            self.embedders[VECTOR_AUTOENCODER] = embedder
+            self._min_side = max(self._min_side, embedder.min_side)
+        self._autoencoder_pointer = current
 
     @property
     def spaces(self) -> list[str]:
@@ -81,6 +109,7 @@ class EmbeddingPipeline:
 
         ``sha256``: the content hash when the caller already computed it.
         """
+        embedders = dict(self.embedders)  # one consistent view, even if refresh() swaps one
         decoded = decode_image(
             data, max_pixels=self.settings.max_pixels, min_side=self._min_side, source=source
         )
@@ -93,12 +122,18 @@ class EmbeddingPipeline:
             width=decoded.width,
             height=decoded.height,
             format=decoded.format,
-            inputs={space: e.preprocess(decoded.image) for space, e in self.embedders.items()},
+            inputs={space: e.preprocess(decoded.image) for space, e in embedders.items()},
+            models={space: e.model_id for space, e in embedders.items()},
         )
 
     def prepare_file(self, path: Path, source: str | None = None) -> PreparedImage:
         data = read_image_bytes(path, self.settings.max_file_bytes)
         return self.prepare(data, source or str(path))
+
+    def current_spaces(self, items: Sequence[PreparedImage]) -> list[str]:
+        """The spaces every item was preprocessed for with the model loaded now."""
+        return [space for space, embedder in self.embedders.items()
+                if all(item.models.get(space) == embedder.model_id for item in items)]
 
     def embed(
         self, items: Sequence[PreparedImage], spaces: Sequence[str] | None = None
@@ -137,4 +172,4 @@ def build_pipeline(settings: Settings, spaces: Sequence[str] | None = None) -> E
             raise ModelNotTrainedError(
                 "no autoencoder model is trained yet: run `simimg-admin train` first"
             )
-    return EmbeddingPipeline(settings, embedders)
+    return EmbeddingPipeline(settings, embedders, follow_autoencoder=VECTOR_AUTOENCODER in wanted)

@@ -68,6 +68,7 @@ class Searcher:
     ) -> list[SearchResult]:
         """Top-``k`` images most similar to ``query`` in ``space`` (or ``fused``)."""
         _check_args(space, k)
+        self.pipeline.refresh()
         prepared = query if isinstance(query, PreparedImage) else self.prepare(query)
         spaces = list(SPACES) if space == FUSED else [space]
         for name in spaces:
@@ -80,6 +81,7 @@ class Searcher:
     ) -> list[SearchResult]:
         """Search with a stored point's own vectors (picking a query from the collection)."""
         _check_args(space, k)
+        self.pipeline.refresh()
         spaces = list(SPACES) if space == FUSED else [space]
         for name in spaces:
             self.pipeline.embedder(name)

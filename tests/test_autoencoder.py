@@ -198,3 +198,27 @@ def test_opening_the_collection_finishes_an_interrupted_reembed(
     quiet: list[str] = []
     open_collection(settings, notify=quiet.append).close()
     assert quiet == []  # nothing left to finish
+
+
+def test_long_running_pipeline_follows_a_model_switched_elsewhere(
+    settings: Settings, store: VectorStore, mobilenet_pipeline: EmbeddingPipeline,
+    imagenet_dir: Path,
+) -> None:
+    """The UI and `ingest --watch` keep one pipeline for hours; when `train` (another
+    process, on a shared server) makes a new model current, searches and new points use it."""
+    from service.pipeline import build_pipeline
+    from service.search import Searcher
+
+    FolderIngester(store, mobilenet_pipeline).ingest(imagenet_dir,
+                                                     list(iter_image_files(imagenet_dir)))
+    first = train_and_activate(settings, store, SMALL, TrainConfig(epochs=1, seed=1))
+    pipeline = build_pipeline(settings)
+    assert pipeline.model_id(VECTOR_AUTOENCODER) == first.version
+    second = train_and_activate(settings, store, SMALL, TrainConfig(epochs=1, seed=2))
+    assert second.version != first.version
+
+    query = sorted(imagenet_dir.glob("*.jpg"))[2]
+    results = Searcher(store, pipeline).search(query, space="autoencoder", k=20)
+    assert pipeline.model_id(VECTOR_AUTOENCODER) == second.version
+    assert len(results) == 20 and results[0].path == query.name
+    assert {r.payload["autoencoder_model"] for r in results} == {second.version}
