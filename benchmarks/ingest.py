@@ -134,8 +134,8 @@ def measure_ingest(
 ) -> Result:
     """End-to-end ingest of every image under ``folder`` into a fresh embedded store."""
     from ingest.runner import FolderIngester
-    from ingest.walker import iter_image_files
     from service.store import open_store
+    from service.walker import iter_image_files
 
     settings = bench_settings(data_dir, models_dir, decode_workers=decode_workers)
     pipeline = load_pipeline(settings)
@@ -166,7 +166,7 @@ def measure_ingest(
 
 def measure_model_only(folder: Path, models_dir: Path, seconds: float) -> Result:
     """ONNX Runtime alone on preprocessed real images, batch 16 and batch 1."""
-    from ingest.walker import iter_image_files
+    from service.walker import iter_image_files
 
     settings = bench_settings(Path(tempfile.mkdtemp(prefix="simimg-model-")), models_dir)
     pipeline = load_pipeline(settings)
@@ -193,11 +193,11 @@ def measure_naive(folder: Path, data_dir: Path, models_dir: Path, count: int) ->
     from PIL import Image
     from timm.data import create_transform, resolve_data_config
 
-    from ingest.walker import iter_image_files
     from service.images import sha256_hex
     from service.store import open_store
     from service.store.base import PointRecord
     from service.store.schema import VECTOR_MOBILENET, point_id_for
+    from service.walker import iter_image_files
     from service.weights import MODEL_NAME, build_mobilenet, resolve_weights
 
     settings = bench_settings(data_dir, models_dir)

@@ -23,12 +23,12 @@ from rich.table import Table
 from benchmarks.datasets import fashion_mnist_labelled, openclipart_labelled
 from benchmarks.metrics import mean_average_precision_at_k, precision_at_k, raw_pixel_vectors
 from ingest.runner import FolderIngester
-from ingest.walker import iter_image_files
 from service.config import Settings
 from service.images import decode_image
 from service.pipeline import build_pipeline
 from service.store import open_store
 from service.store.schema import VECTOR_MOBILENET
+from service.walker import iter_image_files
 
 RAW_SIDE = 32
 

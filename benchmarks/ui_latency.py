@@ -59,10 +59,10 @@ def build_collection(work: Path, points: int) -> tuple[Any, list[Path]]:
     """Settings of an ingested, class-labelled collection and a list of query files."""
     from benchmarks.datasets import FASHION_CLASSES, fashion_mnist_labelled, skimage_photos
     from ingest.runner import FolderIngester
-    from ingest.walker import iter_image_files
     from service.config import Settings
     from service.pipeline import build_pipeline
     from service.store import open_store
+    from service.walker import iter_image_files
 
     images = work / "images"
     fashion_mnist_labelled(images, points, split="test")

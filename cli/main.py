@@ -26,7 +26,7 @@ from service.search import SEARCH_MODES, SearchResult
 
 if TYPE_CHECKING:
     from ingest.runner import FolderIngester
-    from ingest.walker import Shard
+    from service.walker import Shard
 
 app = typer.Typer(
     name="simimg-admin",
@@ -107,10 +107,10 @@ def ingest(
     Each round is summarised (with --json, one JSON line per round). Ctrl-C stops.
     """
     from ingest.runner import FolderIngester
-    from ingest.walker import Shard
     from ingest.watch import FolderWatcher, stop_on_signals
     from service.collection import open_collection
     from service.pipeline import build_pipeline
+    from service.walker import Shard
 
     require_dir(folder, "folder")
     with user_errors():

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ingest.report import IngestReport
-from ingest.walker import Shard, iter_image_files, relative_posix
 from service.errors import ImageDecodeError
 from service.images import sha256_hex
 from service.pipeline import EmbeddingPipeline, PreparedImage, read_image_bytes
@@ -47,6 +46,7 @@ from service.store.schema import (
     VECTOR_AUTOENCODER,
     point_id_for,
 )
+from service.walker import Shard, iter_image_files, relative_posix
 
 ProgressCallback = Callable[[int], None]
 T = TypeVar("T")

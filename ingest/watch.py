@@ -32,8 +32,8 @@ from watchdog.observers.polling import PollingObserver
 
 from ingest.report import IngestReport
 from ingest.runner import FolderIngester
-from ingest.walker import Shard, iter_image_files, relative_posix
 from service.images import is_image_name
+from service.walker import Shard, iter_image_files, relative_posix
 
 Clock = Callable[[], float]
 Signature = tuple[int, int]  # (size, mtime_ns)

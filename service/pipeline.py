@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from service.autoencoder import NOT_TRAINED_MESSAGE
 from service.config import Settings
 from service.embedders.base import Embedder
 from service.errors import ImageDecodeError, ModelNotTrainedError
@@ -98,10 +99,7 @@ class EmbeddingPipeline:
             return self.embedders[space]
         except KeyError:
             if space == VECTOR_AUTOENCODER:
-                raise ModelNotTrainedError(
-                    "no autoencoder model is trained yet: run `simimg-admin train` first, "
-                    "or search with --space mobilenet"
-                ) from None
+                raise ModelNotTrainedError(NOT_TRAINED_MESSAGE) from None
             raise
 
     def prepare(self, data: bytes, source: str, sha256: str | None = None) -> PreparedImage:
@@ -157,7 +155,7 @@ def build_pipeline(settings: Settings, spaces: Sequence[str] | None = None) -> E
     ``spaces`` limits loading (e.g. only ``autoencoder`` for re-embedding); asking for the
     autoencoder before a model exists raises :class:`ModelNotTrainedError`.
     """
-    from service.autoencoder import load_autoencoder_embedder
+    from service.autoencoder import load_autoencoder_embedder, require_autoencoder_embedder
     from service.embedders.mobilenet import load_mobilenet
 
     wanted = set(spaces) if spaces is not None else {VECTOR_MOBILENET, VECTOR_AUTOENCODER}
@@ -165,11 +163,8 @@ def build_pipeline(settings: Settings, spaces: Sequence[str] | None = None) -> E
     if VECTOR_MOBILENET in wanted:
         embedders.append(load_mobilenet(settings))
     if VECTOR_AUTOENCODER in wanted:
-        autoencoder = load_autoencoder_embedder(settings)
-        if autoencoder is not None:
+        # Asked for by name: it must exist. By default: only when one is trained.
+        load = require_autoencoder_embedder if spaces is not None else load_autoencoder_embedder
+        if (autoencoder := load(settings)) is not None:
             embedders.append(autoencoder)
-        elif spaces is not None:
-            raise ModelNotTrainedError(
-                "no autoencoder model is trained yet: run `simimg-admin train` first"
-            )
     return EmbeddingPipeline(settings, embedders, follow_autoencoder=VECTOR_AUTOENCODER in wanted)

@@ -67,12 +67,8 @@ class Searcher:
         cluster: int | None = None,
     ) -> list[SearchResult]:
         """Top-``k`` images most similar to ``query`` in ``space`` (or ``fused``)."""
-        _check_args(space, k)
-        self.pipeline.refresh()
+        spaces = self._spaces(space, k)
         prepared = query if isinstance(query, PreparedImage) else self.prepare(query)
-        spaces = list(SPACES) if space == FUSED else [space]
-        for name in spaces:
-            self.pipeline.embedder(name)  # raises ModelNotTrainedError for an untrained space
         vectors = self.pipeline.embed([prepared], spaces)
         return self.search_vectors({name: vectors[name][0] for name in spaces}, k, cluster)
 
@@ -80,11 +76,7 @@ class Searcher:
         self, point_id: str, space: str = "mobilenet", k: int = 6, cluster: int | None = None
     ) -> list[SearchResult]:
         """Search with a stored point's own vectors (picking a query from the collection)."""
-        _check_args(space, k)
-        self.pipeline.refresh()
-        spaces = list(SPACES) if space == FUSED else [space]
-        for name in spaces:
-            self.pipeline.embedder(name)
+        spaces = self._spaces(space, k)
         records = self.store.retrieve([point_id], with_vectors=spaces)
         if not records:
             raise ConfigError(f"no image with id {point_id} in the collection")
@@ -112,6 +104,19 @@ class Searcher:
                 "the collection is empty: run `simimg-admin ingest FOLDER` first"
             )
         return [_to_result(hit) for hit in hits[:k]]
+
+    def _spaces(self, space: str, k: int) -> list[str]:
+        """Validate the arguments; the vector spaces ``space`` searches, each ready to use.
+
+        Raises ModelNotTrainedError for an autoencoder space before any model is trained.
+        """
+        _check_args(space, k)
+        spaces = list(SPACES) if space == FUSED else [space]
+        if VECTOR_AUTOENCODER in spaces:
+            self.pipeline.refresh()  # follow a model switched by another process
+        for name in spaces:
+            self.pipeline.embedder(name)
+        return spaces
 
     def _autoencoder_model(self, space: str) -> str | None:
         # Only vectors made by the current autoencoder are comparable with the query.

@@ -14,7 +14,6 @@ from PIL import Image
 
 from benchmarks.datasets import foolbox_dir
 from ingest.runner import FolderIngester
-from ingest.walker import iter_image_files
 from service.autoencoder import (
     CURRENT,
     PENDING,
@@ -32,6 +31,7 @@ from service.pipeline import EmbeddingPipeline
 from service.store import open_store
 from service.store.base import PointFilter, VectorStore
 from service.store.schema import VECTOR_AUTOENCODER
+from service.walker import iter_image_files
 from training.checkpoint import write_checkpoint
 from training.data import TrainingSet, files_in_folder, load_training_set
 from training.driver import train_and_activate

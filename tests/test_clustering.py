@@ -23,7 +23,6 @@ from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
 from ingest.runner import FolderIngester
-from ingest.walker import iter_image_files
 from service import cluster_labels, clustering_runs
 from service.cluster_labels import (
     cluster_collection,
@@ -46,6 +45,7 @@ from service.pipeline import EmbeddingPipeline
 from service.search import Searcher
 from service.store import open_store
 from service.store.base import PointFilter, VectorStore
+from service.walker import iter_image_files
 from tests.conftest import make_settings
 
 GROUPS, COPIES, MIN_SAMPLES = 6, 6, 3

@@ -26,13 +26,13 @@ import pytest
 
 from benchmarks.datasets import camera_roll_jpegs
 from ingest.runner import FolderIngester
-from ingest.walker import iter_image_files
 from service.config import Settings
 from service.images import sha256_hex
 from service.pipeline import EmbeddingPipeline
 from service.search import Searcher
 from service.store.edge import EdgeStore
 from service.store.schema import point_id_for
+from service.walker import iter_image_files
 from tests.conftest import make_settings, report_case_counts
 from tests.processes import REPO, cli, cli_env
 

@@ -273,8 +273,8 @@ def test_cluster_killed_at_random_moments_leaves_old_or_new_labels_never_half(
 ) -> None:
     """After a kill and the next ``clusters`` call: exactly run A's or run B's labels."""
     from ingest.runner import FolderIngester
-    from ingest.walker import iter_image_files
     from service.clustering_runs import current_run
+    from service.walker import iter_image_files
 
     settings = make_settings(tmp_path / "data", session_models_dir)
     with EdgeStore(settings) as store:
@@ -452,7 +452,7 @@ def test_train_killed_at_random_moments_leaves_old_or_new_model_never_half(
     points of the current model. A final run leaves every point with model B's vector.
     """
     from ingest.runner import FolderIngester
-    from ingest.walker import iter_image_files
+    from service.walker import iter_image_files
 
     folder = tmp_path / "images"
     folder.mkdir()

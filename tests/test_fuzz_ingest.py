@@ -36,12 +36,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from ingest.runner import FolderIngester
-from ingest.walker import iter_image_files, relative_posix
 from service.errors import ImageDecodeError
 from service.images import IMAGE_SUFFIXES, decode_image, sha256_hex
 from service.pipeline import EmbeddingPipeline
 from service.store.edge import EdgeStore
 from service.store.schema import point_id_for
+from service.walker import iter_image_files, relative_posix
 from tests.conftest import make_settings, report_case_counts
 
 EXAMPLES = int(os.environ.get("SIMIMG_FUZZ_EXAMPLES", "300"))
@@ -422,7 +422,7 @@ import json, sys, tempfile
 from pathlib import Path
 import numpy as np
 from ingest.runner import FolderIngester
-from ingest.walker import iter_image_files
+from service.walker import iter_image_files
 from service.config import Settings
 from service.embedders.base import l2_normalise
 from service.errors import ImageDecodeError

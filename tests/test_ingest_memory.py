@@ -13,12 +13,12 @@ from PIL import Image
 
 from benchmarks.datasets import FASHION_MNIST_ROOT, fashion_mnist_labelled
 from ingest.runner import FolderIngester
-from ingest.walker import iter_image_files
 from service.config import Settings
 from service.embedders.base import l2_normalise
 from service.pipeline import EmbeddingPipeline, PreparedImage
 from service.store import open_store
 from service.store.schema import MOBILENET_DIM, VECTOR_MOBILENET
+from service.walker import iter_image_files
 
 
 class _TinyEmbedder:

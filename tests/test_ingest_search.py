@@ -12,7 +12,6 @@ import pytest
 from PIL import Image
 
 from ingest.runner import FolderIngester
-from ingest.walker import iter_image_files
 from service.config import Settings
 from service.errors import EmptyCollectionError
 from service.pipeline import EmbeddingPipeline
@@ -20,6 +19,7 @@ from service.search import Searcher
 from service.store import open_store
 from service.store.base import PointFilter, VectorStore
 from service.store.schema import VECTOR_MOBILENET
+from service.walker import iter_image_files
 from tests.conftest import make_settings
 
 

@@ -26,11 +26,11 @@ from qdrant_client import models as qm
 
 from ingest.report import IngestReport
 from ingest.runner import FolderIngester
-from ingest.walker import Shard, iter_image_files
 from service.config import Settings
 from service.pipeline import EmbeddingPipeline
 from service.store import schema
 from service.store.server import ServerStore
+from service.walker import Shard, iter_image_files
 from tests import test_ingest_search as suite
 from tests.conftest import make_settings
 

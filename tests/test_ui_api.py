@@ -19,13 +19,13 @@ from PIL import Image
 
 import ui  # noqa: F401  (disables Gradio analytics before gradio is imported)
 from ingest.runner import FolderIngester
-from ingest.walker import iter_image_files
 from service.config import Settings
 from service.embedders.mobilenet import load_mobilenet
 from service.pipeline import EmbeddingPipeline, build_pipeline
 from service.search import Searcher
 from service.store import open_store
 from service.store.base import VectorStore
+from service.walker import iter_image_files
 from tests.conftest import STORED_VECTOR_ATOL, make_settings
 from tests.processes import free_port, run_admin
 

@@ -24,12 +24,12 @@ from typer.testing import CliRunner
 from cli.main import app
 from ingest.report import IngestReport
 from ingest.runner import FolderIngester
-from ingest.walker import Shard, iter_image_files
 from ingest.watch import FolderWatcher, PendingFiles
 from service.errors import ConfigError
 from service.pipeline import EmbeddingPipeline
 from service.store import open_store
 from service.store.base import VectorStore
+from service.walker import Shard, iter_image_files
 from tests.conftest import make_settings
 
 DEADLINE = 120.0  # seconds; generous on a loaded 2-core machine

@@ -9,7 +9,6 @@ epochs cost no decoding. Unreadable or broken files are skipped and reported.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,10 +19,11 @@ import numpy as np
 from service.autoencoder import resize_square
 from service.config import Settings
 from service.errors import ImageDecodeError
-from service.images import decode_image, is_image_name, sha256_hex
+from service.images import decode_image, sha256_hex
 from service.pipeline import read_image_bytes
 from service.store.base import VectorStore
 from service.stored_files import stored_file
+from service.walker import iter_image_files
 
 
 @dataclass
@@ -46,15 +46,7 @@ class TrainingSet:
 
 def files_in_folder(folder: Path) -> list[Path]:
     """Image files under ``folder`` (recursive, hidden entries skipped), sorted."""
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [
-            Path(dirpath) / name
-            for name in filenames
-            if not name.startswith(".") and is_image_name(Path(name))
-        ]
-    return sorted(found)
+    return sorted(iter_image_files(folder))
 
 
 def files_in_collection(store: VectorStore, page_size: int = 512) -> list[Path]:
