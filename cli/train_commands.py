@@ -102,18 +102,14 @@ def reconstruct(
         checkpoint_dir,
         require_autoencoder_embedder,
     )
-    from service.images import decode_image
-    from service.pipeline import read_image_bytes
+    from service.pipeline import decode_file
     from training.checkpoint import history_from_meta, plot_loss_curve
 
     require_file(image, "image")
     with user_errors():
         settings = settings_from(ctx)
         embedder = require_autoencoder_embedder(settings)
-        data = read_image_bytes(image, settings.max_file_bytes)
-        original = decode_image(
-            data, max_pixels=settings.max_pixels, min_side=size, source=str(image)
-        ).image
+        original = decode_file(image, settings, min_side=size)[1].image
         figure = side_by_side(original, embedder.reconstruct(original), size)
         output.parent.mkdir(parents=True, exist_ok=True)
         figure.save(output, format="PNG")

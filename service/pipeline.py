@@ -16,7 +16,7 @@ from service.autoencoder import NOT_TRAINED_MESSAGE
 from service.config import Settings
 from service.embedders.base import Embedder
 from service.errors import ImageDecodeError, ModelNotTrainedError
-from service.images import decode_image, sha256_hex
+from service.images import DecodedImage, decode_image, sha256_hex
 from service.store.schema import VECTOR_AUTOENCODER, VECTOR_MOBILENET, point_id_for
 
 
@@ -50,6 +50,16 @@ def read_image_bytes(path: Path, max_file_bytes: int) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ImageDecodeError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+
+
+def decode_file(
+    path: Path, settings: Settings, min_side: int | None = None, source: str | None = None
+) -> tuple[bytes, DecodedImage]:
+    """Read and decode one stored or uploaded file under the settings' size and pixel limits."""
+    data = read_image_bytes(path, settings.max_file_bytes)
+    decoded = decode_image(data, max_pixels=settings.max_pixels, min_side=min_side,
+                           source=source or str(path))
+    return data, decoded
 
 
 class EmbeddingPipeline:

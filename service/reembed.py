@@ -32,8 +32,7 @@ from service.autoencoder import (
 )
 from service.config import Settings
 from service.errors import ImageDecodeError
-from service.images import decode_image
-from service.pipeline import read_image_bytes
+from service.pipeline import decode_file
 from service.store.base import PointFilter, PointRecord, VectorStore
 from service.store.schema import PAYLOAD_AE_MODEL, VECTOR_AUTOENCODER
 from service.stored_files import stored_file
@@ -51,11 +50,7 @@ def _prepare(
 ) -> np.ndarray | str:
     """The embedder's input for a point's file, or the reason it cannot be read."""
     try:
-        path = stored_file(record.payload)
-        data = read_image_bytes(path, settings.max_file_bytes)
-        decoded = decode_image(
-            data, max_pixels=settings.max_pixels, min_side=embedder.min_side, source=str(path)
-        )
+        _, decoded = decode_file(stored_file(record.payload), settings, embedder.min_side)
     except ImageDecodeError as exc:
         return str(exc)
     return embedder.preprocess(decoded.image)

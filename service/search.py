@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import ConfigError, EmptyCollectionError
-from service.pipeline import EmbeddingPipeline, PreparedImage, read_image_bytes
+from service.pipeline import EmbeddingPipeline, PreparedImage
 from service.store.base import Hit, PointFilter, VectorStore
 from service.store.schema import (
     PAYLOAD_CLUSTER,
@@ -55,8 +55,7 @@ class Searcher:
     def prepare(self, query: bytes | Path, source: str | None = None) -> PreparedImage:
         """Decode a query given as a file path or as raw bytes (an upload)."""
         if isinstance(query, Path):
-            data = read_image_bytes(query, self.pipeline.settings.max_file_bytes)
-            return self.pipeline.prepare(data, source or str(query))
+            return self.pipeline.prepare_file(query, source)
         return self.pipeline.prepare(query, source or "upload")
 
     def search(

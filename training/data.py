@@ -19,8 +19,8 @@ import numpy as np
 from service.autoencoder import resize_square
 from service.config import Settings
 from service.errors import ImageDecodeError
-from service.images import decode_image, sha256_hex
-from service.pipeline import read_image_bytes
+from service.images import sha256_hex
+from service.pipeline import decode_file
 from service.store.base import VectorStore
 from service.stored_files import stored_file
 from service.walker import iter_image_files
@@ -66,10 +66,7 @@ def _load_one(
 ) -> tuple[Path, np.ndarray | None, str]:
     """(path, pixels or None, sha256 or the reason it was skipped)."""
     try:
-        data = read_image_bytes(path, settings.max_file_bytes)
-        decoded = decode_image(
-            data, max_pixels=settings.max_pixels, min_side=size, source=str(path)
-        )
+        data, decoded = decode_file(path, settings, min_side=size)
         return path, resize_square(decoded.image, size), sha256_hex(data)
     except ImageDecodeError as exc:
         return path, None, str(exc)

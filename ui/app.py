@@ -94,8 +94,7 @@ class SearchPage:
             raise gr.Error("Upload, paste or pick an image first.", title="No query image")
         with user_errors():
             data = read_image_bytes(Path(image), self.settings.max_file_bytes)
-            prepared = self.searcher.prepare(data, source="upload")
-            results = self.searcher.search(prepared, space, _k(k), parse_cluster(cluster))
+            results = self.searcher.search(data, space, _k(k), parse_cluster(cluster))
             query = self._reconstruction_input(space, data)
             return self._outputs(results, space, query)
 

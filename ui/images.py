@@ -15,8 +15,7 @@ from PIL import Image
 
 from service.config import Settings
 from service.errors import ConfigError, ImageDecodeError
-from service.images import decode_image
-from service.pipeline import read_image_bytes
+from service.pipeline import decode_file
 from service.store.base import VectorStore
 from service.stored_files import stored_file
 
@@ -57,10 +56,7 @@ class CollectionImages:
         return image
 
     def _load(self, file: Path, side: int) -> Image.Image:
-        data = read_image_bytes(file, self.settings.max_file_bytes)
-        decoded = decode_image(
-            data, max_pixels=self.settings.max_pixels, min_side=side, source=file.name
-        )
+        _, decoded = decode_file(file, self.settings, min_side=side, source=file.name)
         image = decoded.image.copy()
         image.thumbnail((side, side), Image.Resampling.LANCZOS)
         return image
