@@ -28,7 +28,7 @@ def open_collection(
     a labelling that is half old and half new, or an autoencoder space that covers only part
     of the collection. ``notify`` receives a one-line note when there is work to finish.
     """
-    store = open_store(settings)
+    store = open_store(settings, notify)
     try:
         finish_pending_run(settings, store)
         if finish_autoencoder:

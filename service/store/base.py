@@ -1,70 +1,50 @@
-"""The one small interface every storage backend implements.
+"""The storage interface, and the one base class that does every backend's shared work.
 
 Two backends: :mod:`service.store.edge` (embedded, qdrant-edge-py, the default) and
 :mod:`service.store.server` (qdrant-client against a server, or its local mode in tests).
+Like qdrant-client's own remote/local split, :class:`StoreBase` holds the logic (batching,
+scrolling, filter construction, the collection checks, schema versioning) and a backend only
+translates single calls to its client: a new filter field or a new check is written once.
+
 Vectors cross this interface as float32 numpy arrays; ids are UUID strings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from service.errors import StoreError
+from service.store import schema
+from service.store.records import (
+    Condition,
+    Hit,
+    PointFilter,
+    PointRecord,
+    conditions_of,
+    record_from,
+    vector_selector,
+    vectors_as_lists,
+)
 
-@dataclass
-class PointRecord:
-    """A stored point: id, any subset of its named vectors, and its payload."""
+__all__ = [
+    "Condition",
+    "Hit",
+    "PointFilter",
+    "PointRecord",
+    "StoreBase",
+    "VectorStore",
+    "conditions_of",
+    "record_from",
+    "vector_selector",
+    "vectors_as_lists",
+]
 
-    id: str
-    vectors: dict[str, np.ndarray] = field(default_factory=dict)
-    payload: dict[str, Any] = field(default_factory=dict)
-
-
-def record_from(point_id: object, vector: object, payload: object) -> PointRecord:
-    """A PointRecord from a backend's record fields (named vectors as a dict, or none)."""
-    vectors = vector if isinstance(vector, dict) else {}
-    return PointRecord(
-        id=str(point_id),
-        vectors={name: np.asarray(v, dtype=np.float32) for name, v in vectors.items()},
-        payload=dict(payload or {}),
-    )
-
-
-def vector_selector(with_vectors: bool | Sequence[str]) -> bool | list[str]:
-    """``with_vectors`` in the form both Qdrant APIs accept: a bool or a list of names."""
-    return with_vectors if isinstance(with_vectors, bool) else list(with_vectors)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result."""
-
-    id: str
-    score: float
-    payload: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class PointFilter:
-    """Which points an operation applies to; all given conditions must hold.
-
-    ``cluster``: payload ``cluster`` equals this label.
-    ``unlabelled``: True selects points without a ``cluster`` payload.
-    ``has_vector`` / ``lacks_vector``: the named vector is present / absent.
-    ``autoencoder_model``: payload ``autoencoder_model`` equals this id.
-    ``not_autoencoder_model``: points whose ``autoencoder_model`` payload differs from this id
-    (or is missing).
-    """
-
-    cluster: int | None = None
-    unlabelled: bool = False
-    has_vector: str | None = None
-    lacks_vector: str | None = None
-    autoencoder_model: str | None = None
-    not_autoencoder_model: str | None = None
+_ID_CHUNK = 1024
+_WRITE_CHUNK = 256
 
 
 class VectorStore(Protocol):
@@ -87,6 +67,9 @@ class VectorStore(Protocol):
     def delete_payload_key(self, key: str, ids: Sequence[str]) -> None:
         """Remove ``key`` from the payload of each point in ``ids``."""
 
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete the points ``ids`` (ids not stored are ignored)."""
+
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
         """The subset of ``ids`` stored in the collection."""
 
@@ -105,14 +88,219 @@ class VectorStore(Protocol):
         batch_size: int = 256,
         with_vectors: bool | Sequence[str] = False,
         where: PointFilter | None = None,
+        with_payload: bool | Sequence[str] = True,
     ) -> Iterator[list[PointRecord]]:
         """Every matching point, in pages of at most ``batch_size``, in id order."""
 
     def count(self, where: PointFilter | None = None) -> int:
         """Number of matching points (exact)."""
 
+    def schema_version(self) -> int:
+        """The schema version the collection is stored in (see :mod:`service.store.schema`)."""
+
     def flush(self) -> None:
         """Make every acknowledged write durable."""
 
     def close(self) -> None:
         """Flush and release the store (and, for the embedded store, its directory lock)."""
+
+
+class StoreBase(ABC):
+    """Shared work of every backend; subclasses implement the ``_native`` hooks below.
+
+    ``ensure_collection`` creates or checks the collection, creates missing payload indexes
+    and brings an older stored schema up to date (see :mod:`service.store.migrations`).
+    """
+
+    name: ClassVar[str]
+    location: str  # where the collection lives, for messages
+    expected_dims: dict[str, int]
+    # Called with a one-line note when a schema migration runs (set by open_store's caller).
+    notify: Callable[[str], None] | None = None
+
+    # -- hooks every backend implements ----------------------------------------------
+
+    @abstractmethod
+    def _create_if_missing(self) -> bool:
+        """Create the collection with both named vectors if absent; True if it was created."""
+
+    @abstractmethod
+    def _stored_dims(self) -> dict[str, int] | None:
+        """The stored size of each named vector, or None when the backend cannot tell."""
+
+    @abstractmethod
+    def _indexed_keys(self) -> set[str]:
+        """Payload keys that have an index."""
+
+    @abstractmethod
+    def _create_index(self, key: str, kind: str) -> None:
+        """Create a payload index of schema type ``kind`` (see ``schema.PAYLOAD_INDEXES``)."""
+
+    @abstractmethod
+    def _read_meta(self) -> dict[str, Any] | None:
+        """The collection's simimg metadata record, or None when it has none."""
+
+    @abstractmethod
+    def _write_meta(self, meta: Mapping[str, Any]) -> None:
+        """Replace the collection's simimg metadata record (atomically)."""
+
+    @abstractmethod
+    def _upsert_batch(self, points: Sequence[PointRecord]) -> None: ...
+
+    @abstractmethod
+    def _update_vectors_batch(self, items: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> None:
+        ...
+
+    @abstractmethod
+    def _set_payload(self, payload: Mapping[str, Any], ids: list[str]) -> None: ...
+
+    @abstractmethod
+    def _delete_payload(self, key: str, ids: list[str]) -> None: ...
+
+    @abstractmethod
+    def _delete_points(self, ids: list[str]) -> None: ...
+
+    @abstractmethod
+    def _retrieve(
+        self, ids: list[str], with_payload: bool, with_vectors: bool | list[str]
+    ) -> list[PointRecord]: ...
+
+    @abstractmethod
+    def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
+        ...
+
+    @abstractmethod
+    def _scroll_page(
+        self,
+        offset: Any,
+        limit: int,
+        native_filter: Any,
+        with_payload: bool | list[str],
+        with_vectors: bool | list[str],
+    ) -> tuple[list[PointRecord], Any]:
+        """One page of a scroll and the offset of the next (None at the end)."""
+
+    @abstractmethod
+    def _count(self, native_filter: Any) -> int: ...
+
+    @abstractmethod
+    def _condition(self, condition: Condition) -> Any:
+        """One :class:`Condition` as the backend's filter type."""
+
+    @abstractmethod
+    def _combine(self, must: list[Any], must_not: list[Any]) -> Any:
+        """The backend's filter object from translated conditions."""
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def ensure_collection(self) -> None:
+        from service.store.migrations import bring_up_to_date
+
+        created = self._create_if_missing()
+        self._check_dims(self._stored_dims())
+        have = self._indexed_keys()
+        for key, kind in schema.PAYLOAD_INDEXES.items():
+            if key not in have:
+                self._create_index(key, kind)
+        bring_up_to_date(self, created=created)
+
+    def _check_dims(self, stored: dict[str, int] | None) -> None:
+        if stored is None:
+            return  # the engine's own compatibility check still applies
+        for space, dim in self.expected_dims.items():
+            got = stored.get(space)
+            if got is None:
+                raise StoreError(
+                    f"collection {self.location} has no {space!r} vector; "
+                    "it was not created by simimg"
+                )
+            if got != dim:
+                setting = "latent_dim" if space == schema.VECTOR_AUTOENCODER else "schema"
+                raise StoreError(
+                    f"collection {self.location} has {space} vectors of dim {got}, but "
+                    f"{setting} is {dim}; use the matching setting or a new collection"
+                )
+
+    def schema_version(self) -> int:
+        meta = self._read_meta() or {}
+        return int(meta.get("schema_version", schema.UNVERSIONED))
+
+    def set_schema_meta(self, **values: Any) -> None:
+        """Merge ``values`` into the collection's metadata record."""
+        meta = dict(self._read_meta() or {})
+        meta.update(values)
+        self._write_meta(meta)
+
+    # -- writes ----------------------------------------------------------------------
+
+    def upsert(self, points: Sequence[PointRecord]) -> None:
+        for start in range(0, len(points), _WRITE_CHUNK):
+            self._upsert_batch(points[start : start + _WRITE_CHUNK])
+
+    def update_vectors(self, vectors: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        items = list(vectors.items())
+        for start in range(0, len(items), _WRITE_CHUNK):
+            self._update_vectors_batch(items[start : start + _WRITE_CHUNK])
+
+    def set_payload(self, payload: Mapping[str, Any], ids: Sequence[str]) -> None:
+        if ids:
+            self._set_payload(payload, list(ids))
+
+    def delete_payload_key(self, key: str, ids: Sequence[str]) -> None:
+        if ids:
+            self._delete_payload(key, list(ids))
+
+    def delete(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), _ID_CHUNK):
+            self._delete_points(list(ids[start : start + _ID_CHUNK]))
+
+    # -- reads -----------------------------------------------------------------------
+
+    def existing_ids(self, ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), _ID_CHUNK):
+            chunk = list(ids[start : start + _ID_CHUNK])
+            found.update(r.id for r in self._retrieve(chunk, False, False))
+        return found
+
+    def retrieve(
+        self, ids: Sequence[str], with_vectors: bool | Sequence[str] = False
+    ) -> list[PointRecord]:
+        return self._retrieve(list(ids), True, vector_selector(with_vectors))
+
+    def search(
+        self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None
+    ) -> list[Hit]:
+        query = np.asarray(vector, dtype=np.float32).tolist()
+        return self._query(query, space, k, self.native_filter(where))
+
+    def scroll(
+        self,
+        batch_size: int = 256,
+        with_vectors: bool | Sequence[str] = False,
+        where: PointFilter | None = None,
+        with_payload: bool | Sequence[str] = True,
+    ) -> Iterator[list[PointRecord]]:
+        offset: Any = None
+        native, wv = self.native_filter(where), vector_selector(with_vectors)
+        wp = vector_selector(with_payload)
+        while True:
+            records, offset = self._scroll_page(offset, batch_size, native, wp, wv)
+            if records:
+                yield records
+            if offset is None:
+                return
+
+    def count(self, where: PointFilter | None = None) -> int:
+        return self._count(self.native_filter(where))
+
+    def native_filter(self, where: PointFilter | None) -> Any:
+        """``where`` in the backend's filter type (None when it selects everything)."""
+        if where is None:
+            return None
+        must, must_not = conditions_of(where)
+        if not must and not must_not:
+            return None
+        return self._combine(
+            [self._condition(c) for c in must], [self._condition(c) for c in must_not]
+        )

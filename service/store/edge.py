@@ -16,7 +16,7 @@ from __future__ import annotations
 import fcntl
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -26,8 +26,16 @@ import qdrant_edge as qe
 from service.config import Settings
 from service.errors import StoreError, StoreInUseError
 from service.holder import describe_holder
+from service.state import read_json, write_json_atomic
 from service.store import schema
-from service.store.base import Hit, PointFilter, PointRecord, record_from, vector_selector
+from service.store.base import (
+    Condition,
+    Hit,
+    PointRecord,
+    StoreBase,
+    record_from,
+    vectors_as_lists,
+)
 
 T = TypeVar("T")
 
@@ -40,11 +48,10 @@ _DATATYPES = {
     "float32": qe.VectorStorageDatatype.Float32,
 }
 _CONFIG_FILE = "edge_config.json"  # written by qdrant-edge next to wal/ and segments/
-_ID_CHUNK = 1024
-_UPSERT_CHUNK = 256
+_META_FILE = "simimg.json"  # simimg's own record in the shard directory (schema version)
 
 
-class EdgeStore:
+class EdgeStore(StoreBase):
     """A :class:`~service.store.base.VectorStore` on one qdrant-edge shard directory.
 
     The shard is opened (created or loaded) by :meth:`ensure_collection`; any other call
@@ -60,6 +67,11 @@ class EdgeStore:
         self._shard: qe.EdgeShard | None = None
         self._closed = False
         self._dir_lock: IO[bytes] | None = None
+        self.location = str(self.path)
+        self.expected_dims = {
+            schema.VECTOR_MOBILENET: schema.MOBILENET_DIM,
+            schema.VECTOR_AUTOENCODER: settings.latent_dim,
+        }
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -74,34 +86,15 @@ class EdgeStore:
             ),
         }
 
-    def _check_stored_dims(self) -> None:
-        """Compare the dims persisted in the shard with the settings, for a clear message."""
-        try:
-            stored = json.loads((self.path / _CONFIG_FILE).read_text())["vectors"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return  # the engine's own compatibility check on load still applies
-        expected = {
-            schema.VECTOR_MOBILENET: schema.MOBILENET_DIM,
-            schema.VECTOR_AUTOENCODER: self.settings.latent_dim,
-        }
-        for space, dim in expected.items():
-            got = stored.get(space, {}).get("size")
-            if got is not None and got != dim:
-                setting = "latent_dim" if space == schema.VECTOR_AUTOENCODER else "schema"
-                raise StoreError(
-                    f"collection at {self.path} has {space} vectors of dim {got}, but "
-                    f"{setting} is {dim}; use the matching setting or a new collection"
-                )
-
     def _open(self) -> qe.EdgeShard:
         # Our own lock first: qdrant-edge's load() rewrites the shard's config (and may touch
         # more) before it discovers that another process holds the WAL, so a second process
         # must never get that far.
         self._dir_lock = _acquire_dir_lock(self.path, self._in_use_error)
         try:
-            exists = (self.path / _CONFIG_FILE).exists() or (self.path / "segments").exists()
-            if exists:
-                self._check_stored_dims()
+            if _shard_exists(self.path):
+                # a clear message before the engine's own, terser, compatibility check
+                self._check_dims(self._stored_dims())
                 return qe.EdgeShard.load(str(self.path))
             return qe.EdgeShard.create(str(self.path),
                                        qe.EdgeConfig(vectors=self._vectors_config()))
@@ -115,13 +108,6 @@ class EdgeStore:
         lock, self._dir_lock = self._dir_lock, None
         if lock is not None:
             lock.close()  # closing the descriptor releases the flock
-
-    def ensure_collection(self) -> None:
-        with self._lock:
-            have = set(self._run(lambda shard: shard.info().payload_schema))
-            for key, kind in schema.PAYLOAD_INDEXES.items():
-                if key not in have:
-                    self._update(qe.UpdateOperation.create_field_index(key, _SCHEMA_TYPES[kind]))
 
     def _require(self) -> qe.EdgeShard:
         if self._closed:
@@ -193,120 +179,103 @@ class EdgeStore:
     def _update(self, op: qe.UpdateOperation) -> None:
         self._run(lambda shard: shard.update(op))
 
-    # -- writes ----------------------------------------------------------------------
+    # -- backend hooks (see StoreBase) -------------------------------------------------
 
-    def upsert(self, points: Sequence[PointRecord]) -> None:
-        for start in range(0, len(points), _UPSERT_CHUNK):
-            batch = [
-                qe.Point(p.id, _vectors_out(p.vectors), dict(p.payload))
-                for p in points[start : start + _UPSERT_CHUNK]
-            ]
-            self._update(qe.UpdateOperation.upsert_points(batch))
+    def _create_if_missing(self) -> bool:
+        with self._lock:
+            existed = self._shard is not None or _shard_exists(self.path)
+            self._require()
+            return not existed
 
-    def update_vectors(self, vectors: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    def _stored_dims(self) -> dict[str, int] | None:
+        try:
+            stored = json.loads((self.path / _CONFIG_FILE).read_text())["vectors"]
+            return {name: int(params["size"]) for name, params in stored.items()}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _indexed_keys(self) -> set[str]:
+        return set(self._run(lambda shard: shard.info().payload_schema))
+
+    def _create_index(self, key: str, kind: str) -> None:
+        self._update(qe.UpdateOperation.create_field_index(key, _SCHEMA_TYPES[kind]))
+
+    def _read_meta(self) -> dict[str, Any] | None:
+        return read_json(self.path / _META_FILE)
+
+    def _write_meta(self, meta: Mapping[str, Any]) -> None:
+        write_json_atomic(self.path / _META_FILE, dict(meta))
+
+    def _upsert_batch(self, points: Sequence[PointRecord]) -> None:
+        batch = [qe.Point(p.id, vectors_as_lists(p.vectors), dict(p.payload)) for p in points]
+        self._update(qe.UpdateOperation.upsert_points(batch))
+
+    def _update_vectors_batch(self, items: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> None:
         # qdrant-edge's update_vectors sets only the given names; the others are kept.
-        items = [qe.PointVectors(pid, _vectors_out(named)) for pid, named in vectors.items()]
-        for start in range(0, len(items), _UPSERT_CHUNK):
-            self._update(qe.UpdateOperation.update_vectors(items[start : start + _UPSERT_CHUNK]))
+        self._update(qe.UpdateOperation.update_vectors(
+            [qe.PointVectors(pid, vectors_as_lists(named)) for pid, named in items]
+        ))
 
-    def set_payload(self, payload: Mapping[str, Any], ids: Sequence[str]) -> None:
-        if ids:
-            self._update(qe.UpdateOperation.set_payload(list(ids), dict(payload)))
+    def _set_payload(self, payload: Mapping[str, Any], ids: list[str]) -> None:
+        self._update(qe.UpdateOperation.set_payload(ids, dict(payload)))
 
-    def delete_payload_key(self, key: str, ids: Sequence[str]) -> None:
-        if ids:
-            self._update(qe.UpdateOperation.delete_payload(list(ids), [key]))
+    def _delete_payload(self, key: str, ids: list[str]) -> None:
+        self._update(qe.UpdateOperation.delete_payload(ids, [key]))
 
-    # -- reads -----------------------------------------------------------------------
+    def _delete_points(self, ids: list[str]) -> None:
+        self._update(qe.UpdateOperation.delete_points(ids))
 
-    def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(ids), _ID_CHUNK):
-            chunk = list(ids[start : start + _ID_CHUNK])
-            records = self._run(lambda shard, chunk=chunk: shard.retrieve(chunk, False, False))
-            found.update(str(r.id) for r in records)
-        return found
-
-    def retrieve(
-        self, ids: Sequence[str], with_vectors: bool | Sequence[str] = False
+    def _retrieve(
+        self, ids: list[str], with_payload: bool, with_vectors: bool | list[str]
     ) -> list[PointRecord]:
-        wv = vector_selector(with_vectors)
-        records = self._run(lambda shard: shard.retrieve(list(ids), True, wv))
+        records = self._run(lambda shard: shard.retrieve(ids, with_payload, with_vectors))
         return [record_from(r.id, r.vector, r.payload) for r in records]
 
-    def search(
-        self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None
-    ) -> list[Hit]:
+    def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
         request = qe.QueryRequest(
             limit=k,
-            query=qe.Query.Nearest(np.asarray(vector, dtype=np.float32).tolist(), using=space),
-            filter=_filter(where),
+            query=qe.Query.Nearest(vector, using=space),
+            filter=native_filter,
             with_payload=True,
             with_vector=False,
         )
         points = self._run(lambda shard: shard.query(request))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
-    def scroll(
+    def _scroll_page(
         self,
-        batch_size: int = 256,
-        with_vectors: bool | Sequence[str] = False,
-        where: PointFilter | None = None,
-    ) -> Iterator[list[PointRecord]]:
-        offset: Any = None
-        flt, wv = _filter(where), vector_selector(with_vectors)
-        while True:
-            request = qe.ScrollRequest(
-                offset=offset, limit=batch_size, filter=flt, with_payload=True, with_vector=wv
-            )
-            records, offset = self._run(lambda shard, request=request: shard.scroll(request))
-            if records:
-                yield [record_from(r.id, r.vector, r.payload) for r in records]
-            if offset is None:
-                return
+        offset: Any,
+        limit: int,
+        native_filter: Any,
+        with_payload: bool | list[str],
+        with_vectors: bool | list[str],
+    ) -> tuple[list[PointRecord], Any]:
+        request = qe.ScrollRequest(
+            offset=offset, limit=limit, filter=native_filter,
+            with_payload=with_payload, with_vector=with_vectors,
+        )
+        records, next_offset = self._run(lambda shard: shard.scroll(request))
+        return [record_from(r.id, r.vector, r.payload) for r in records], next_offset
 
-    def count(self, where: PointFilter | None = None) -> int:
-        request = qe.CountRequest(exact=True, filter=_filter(where))
+    def _count(self, native_filter: Any) -> int:
+        request = qe.CountRequest(exact=True, filter=native_filter)
         return int(self._run(lambda shard: shard.count(request)))
 
+    def _condition(self, condition: Condition) -> Any:
+        if condition.kind == "match":
+            return qe.FieldCondition(condition.key, match=qe.MatchValue(condition.value))
+        if condition.kind == "empty":
+            return qe.IsEmptyCondition(condition.key)
+        if condition.kind == "has_vector":
+            return qe.HasVectorCondition(condition.key)
+        raise ValueError(f"unknown condition kind {condition.kind!r}")
 
-def _vectors_out(vectors: Mapping[str, np.ndarray]) -> dict[str, list[float]]:
-    return {name: np.asarray(v, dtype=np.float32).tolist() for name, v in vectors.items()}
+    def _combine(self, must: list[Any], must_not: list[Any]) -> Any:
+        return qe.Filter(must=must or None, must_not=must_not or None)
 
 
-
-
-def _filter(where: PointFilter | None) -> qe.Filter | None:
-    """Translate a :class:`PointFilter` to qdrant-edge's filter types (all conditions AND)."""
-    if where is None:
-        return None
-    must: list[Any] = []
-    must_not: list[Any] = []
-    if where.cluster is not None:
-        must.append(
-            qe.FieldCondition(schema.PAYLOAD_CLUSTER, match=qe.MatchValue(int(where.cluster)))
-        )
-    if where.unlabelled:
-        must.append(qe.IsEmptyCondition(schema.PAYLOAD_CLUSTER))
-    if where.has_vector:
-        must.append(qe.HasVectorCondition(where.has_vector))
-    if where.lacks_vector:
-        must_not.append(qe.HasVectorCondition(where.lacks_vector))
-    if where.autoencoder_model is not None:
-        must.append(
-            qe.FieldCondition(
-                schema.PAYLOAD_AE_MODEL, match=qe.MatchValue(where.autoencoder_model)
-            )
-        )
-    if where.not_autoencoder_model is not None:
-        must_not.append(
-            qe.FieldCondition(
-                schema.PAYLOAD_AE_MODEL, match=qe.MatchValue(where.not_autoencoder_model)
-            )
-        )
-    if not must and not must_not:
-        return None
-    return qe.Filter(must=must or None, must_not=must_not or None)
+def _shard_exists(path: Path) -> bool:
+    return (path / _CONFIG_FILE).exists() or (path / "segments").exists()
 
 
 def _acquire_dir_lock(path: Path, in_use: Callable[[], StoreInUseError]) -> IO[bytes]:

@@ -1,13 +1,18 @@
 """The collection schema: a stable contract for anyone querying Qdrant directly.
 
-Documented in docs/schema.md. Changing a name or type here is a breaking change.
+Documented in docs/schema.md. Changing a name or type here is a breaking change: bump
+``SCHEMA_VERSION`` and add the step to :mod:`service.store.migrations`.
 """
 
 from __future__ import annotations
 
 import uuid
 
-SCHEMA_VERSION = 1
+# Version history (docs/schema.md has the details):
+#   1  first release: one location per point in `root` / `path` (no version was stored)
+#   2  `locations`: every place a content lives; the collection records its version
+SCHEMA_VERSION = 2
+UNVERSIONED = 1  # a collection without a version record was written by schema 1
 
 VECTOR_MOBILENET = "mobilenet"
 VECTOR_AUTOENCODER = "autoencoder"
@@ -15,8 +20,9 @@ SPACES = (VECTOR_MOBILENET, VECTOR_AUTOENCODER)
 MOBILENET_DIM = 1280
 
 # Payload keys, with the Qdrant type each holds.
-PAYLOAD_PATH = "path"  # keyword: path relative to the ingested root, POSIX separators
-PAYLOAD_ROOT = "root"  # keyword: absolute path of the ingested root folder
+PAYLOAD_LOCATIONS = "locations"  # list of {"root", "path", "mtime_ns"}: every copy on disk
+PAYLOAD_PATH = "path"  # keyword: the first location's path (relative, POSIX separators)
+PAYLOAD_ROOT = "root"  # keyword: the first location's root (absolute folder path)
 PAYLOAD_SHA256 = "sha256"  # keyword: hex SHA-256 of the file's bytes
 PAYLOAD_WIDTH = "width"  # integer: pixels, after EXIF orientation
 PAYLOAD_HEIGHT = "height"  # integer
@@ -26,12 +32,21 @@ PAYLOAD_INGESTED_AT = "ingested_at"  # keyword: ISO-8601 UTC timestamp
 PAYLOAD_CLUSTER = "cluster"  # integer: DBSCAN label, -1 noise; absent until clustered
 PAYLOAD_AE_MODEL = "autoencoder_model"  # keyword: id of the model that made the vector
 
+# Fields of one entry of `locations`, and the nested keys filters and indexes use.
+LOCATION_ROOT = "root"
+LOCATION_PATH = "path"
+LOCATION_MTIME = "mtime_ns"  # integer: the file's modification time (ns) when last seen
+PAYLOAD_LOCATION_ROOT_KEY = f"{PAYLOAD_LOCATIONS}[].{LOCATION_ROOT}"
+PAYLOAD_LOCATION_PATH_KEY = f"{PAYLOAD_LOCATIONS}[].{LOCATION_PATH}"
+
 # Payload indexes created with the collection: key -> Qdrant schema type name.
 PAYLOAD_INDEXES = {
     PAYLOAD_CLUSTER: "integer",
     PAYLOAD_SHA256: "keyword",
     PAYLOAD_PATH: "keyword",
     PAYLOAD_AE_MODEL: "keyword",
+    PAYLOAD_LOCATION_ROOT_KEY: "keyword",
+    PAYLOAD_LOCATION_PATH_KEY: "keyword",
 }
 
 _ID_NAMESPACE = uuid.UUID("6f1d3a52-7c1e-4f0b-9a55-2b8e5d0c9e11")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +21,14 @@ from qdrant_client import models as qm
 from service.config import Settings
 from service.errors import StoreError, StoreInUseError
 from service.store import schema
-from service.store.base import Hit, PointFilter, PointRecord, record_from, vector_selector
+from service.store.base import (
+    Condition,
+    Hit,
+    PointRecord,
+    StoreBase,
+    record_from,
+    vectors_as_lists,
+)
 
 T = TypeVar("T")
 
@@ -29,11 +36,10 @@ _SCHEMA_TYPES = {
     "integer": qm.PayloadSchemaType.INTEGER,
     "keyword": qm.PayloadSchemaType.KEYWORD,
 }
-_BATCH = 256
-_ID_CHUNK = 1024
+_META_KEY = "simimg"  # simimg's record in the collection's metadata (schema version)
 
 
-class ServerStore:
+class ServerStore(StoreBase):
     """A :class:`~service.store.base.VectorStore` on one Qdrant collection.
 
     ``ServerStore(settings)`` connects to ``settings.qdrant_url``; ``location`` (``":memory:"``
@@ -58,6 +64,11 @@ class ServerStore:
             threading.RLock() if local else contextlib.nullcontext()
         )
         self._closed = False
+        self.location = repr(self.collection)
+        self.expected_dims = {
+            schema.VECTOR_MOBILENET: schema.MOBILENET_DIM,
+            schema.VECTOR_AUTOENCODER: settings.latent_dim,
+        }
         if client is not None:
             self._client = client
         elif location is not None:
@@ -105,73 +116,73 @@ class ServerStore:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def ensure_collection(self) -> None:
+    def _create_if_missing(self) -> bool:
         name, s = self.collection, self.settings
-        if not self._call(lambda: self._client.collection_exists(name)):
-            quantization = (
-                qm.ScalarQuantization(
-                    scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, always_ram=True)
-                )
-                if s.quantization == "int8"
-                else None
+        if self._call(lambda: self._client.collection_exists(name)):
+            return False
+        quantization = (
+            qm.ScalarQuantization(
+                scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, always_ram=True)
             )
-            datatype = qm.Datatype(s.vector_datatype)
-            vectors = {
-                schema.VECTOR_MOBILENET: qm.VectorParams(
-                    size=schema.MOBILENET_DIM, distance=qm.Distance.COSINE, datatype=datatype
-                ),
-                schema.VECTOR_AUTOENCODER: qm.VectorParams(
-                    size=s.latent_dim, distance=qm.Distance.COSINE, datatype=datatype
-                ),
-            }
-            try:
-                self._call(
-                    lambda: self._client.create_collection(
-                        name,
-                        vectors_config=vectors,
-                        hnsw_config=qm.HnswConfigDiff(m=s.hnsw_m, ef_construct=s.hnsw_ef_construct),
-                        quantization_config=quantization,
-                        shard_number=s.shard_number,
-                        replication_factor=s.replication_factor,
-                    )
-                )
-            except StoreError:
-                # another process may have created it between our check and create
-                if not self._call(lambda: self._client.collection_exists(name)):
-                    raise
-        info = self._call(lambda: self._client.get_collection(name))
-        self._check_dims(info.config.params.vectors)
-        have = set(info.payload_schema or {})
-        for key, kind in schema.PAYLOAD_INDEXES.items():
-            if key not in have:
-                with warnings.catch_warnings():
-                    # local mode warns that payload indexes have no effect there
-                    warnings.simplefilter("ignore", UserWarning)
-                    self._call(
-                        lambda key=key, kind=kind: self._client.create_payload_index(
-                            name, key, _SCHEMA_TYPES[kind], wait=True
-                        )
-                    )
-
-    def _check_dims(self, vectors: Any) -> None:
-        stored = vectors if isinstance(vectors, dict) else {}
-        expected = {
-            schema.VECTOR_MOBILENET: schema.MOBILENET_DIM,
-            schema.VECTOR_AUTOENCODER: self.settings.latent_dim,
+            if s.quantization == "int8"
+            else None
+        )
+        datatype = qm.Datatype(s.vector_datatype)
+        vectors = {
+            space: qm.VectorParams(size=dim, distance=qm.Distance.COSINE, datatype=datatype)
+            for space, dim in self.expected_dims.items()
         }
-        for space, dim in expected.items():
-            params = stored.get(space)
-            if params is None:
-                raise StoreError(
-                    f"collection {self.collection!r} has no {space!r} vector; "
-                    "it was not created by simimg"
+        try:
+            self._call(
+                lambda: self._client.create_collection(
+                    name,
+                    vectors_config=vectors,
+                    hnsw_config=qm.HnswConfigDiff(m=s.hnsw_m, ef_construct=s.hnsw_ef_construct),
+                    quantization_config=quantization,
+                    shard_number=s.shard_number,
+                    replication_factor=s.replication_factor,
                 )
-            if params.size != dim:
-                setting = "latent_dim" if space == schema.VECTOR_AUTOENCODER else "schema"
-                raise StoreError(
-                    f"collection {self.collection!r} has {space} vectors of dim {params.size}, "
-                    f"but {setting} is {dim}; use the matching setting or a new collection"
+            )
+        except StoreError:
+            # another process may have created it between our check and create
+            if not self._call(lambda: self._client.collection_exists(name)):
+                raise
+            return False
+        return True
+
+    def _info(self) -> Any:
+        return self._call(lambda: self._client.get_collection(self.collection))
+
+    def _stored_dims(self) -> dict[str, int] | None:
+        vectors = self._info().config.params.vectors
+        stored = vectors if isinstance(vectors, dict) else {}
+        return {space: int(params.size) for space, params in stored.items()}
+
+    def _indexed_keys(self) -> set[str]:
+        return set(self._info().payload_schema or {})
+
+    def _create_index(self, key: str, kind: str) -> None:
+        with warnings.catch_warnings():
+            # local mode warns that payload indexes have no effect there
+            warnings.simplefilter("ignore", UserWarning)
+            self._call(
+                lambda: self._client.create_payload_index(
+                    self.collection, key, _SCHEMA_TYPES[kind], wait=True
                 )
+            )
+
+    def _read_meta(self) -> dict[str, Any] | None:
+        metadata = getattr(self._info().config, "metadata", None) or {}
+        record = metadata.get(_META_KEY)
+        return dict(record) if isinstance(record, dict) else None
+
+    def _write_meta(self, meta: Mapping[str, Any]) -> None:
+        # Qdrant merges collection metadata key by key; simimg keeps its record in one key.
+        self._call(
+            lambda: self._client.update_collection(
+                self.collection, metadata={_META_KEY: _plain(dict(meta))}
+            )
+        )
 
     def flush(self) -> None:
         """Nothing to do: every write is sent with ``wait=True`` and the server has a WAL."""
@@ -189,115 +200,99 @@ class ServerStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- writes ----------------------------------------------------------------------
+    # -- backend hooks (see StoreBase) -------------------------------------------------
 
-    def upsert(self, points: Sequence[PointRecord]) -> None:
-        for start in range(0, len(points), _BATCH):
-            batch = [
-                qm.PointStruct(id=p.id, vector=_vectors_out(p.vectors), payload=_plain(p.payload))
-                for p in points[start : start + _BATCH]
-            ]
-            self._call(lambda batch=batch: self._client.upsert(self.collection, batch, wait=True))
+    def _upsert_batch(self, points: Sequence[PointRecord]) -> None:
+        batch = [
+            qm.PointStruct(id=p.id, vector=vectors_as_lists(p.vectors), payload=_plain(p.payload))
+            for p in points
+        ]
+        self._call(lambda: self._client.upsert(self.collection, batch, wait=True))
 
-    def update_vectors(self, vectors: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-        items = [qm.PointVectors(id=pid, vector=_vectors_out(v)) for pid, v in vectors.items()]
-        for start in range(0, len(items), _BATCH):
-            batch = items[start : start + _BATCH]
-            self._call(
-                lambda batch=batch: self._client.update_vectors(self.collection, batch, wait=True)
+    def _update_vectors_batch(self, items: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> None:
+        batch = [qm.PointVectors(id=pid, vector=vectors_as_lists(v)) for pid, v in items]
+        self._call(lambda: self._client.update_vectors(self.collection, batch, wait=True))
+
+    def _set_payload(self, payload: Mapping[str, Any], ids: list[str]) -> None:
+        self._call(
+            lambda: self._client.set_payload(
+                self.collection, _plain(payload), points=ids, wait=True
             )
+        )
 
-    def set_payload(self, payload: Mapping[str, Any], ids: Sequence[str]) -> None:
-        if ids:
-            self._call(
-                lambda: self._client.set_payload(
-                    self.collection, _plain(payload), points=list(ids), wait=True
-                )
+    def _delete_payload(self, key: str, ids: list[str]) -> None:
+        self._call(
+            lambda: self._client.delete_payload(self.collection, [key], points=ids, wait=True)
+        )
+
+    def _delete_points(self, ids: list[str]) -> None:
+        self._call(
+            lambda: self._client.delete(
+                self.collection, qm.PointIdsList(points=list(ids)), wait=True
             )
+        )
 
-    def delete_payload_key(self, key: str, ids: Sequence[str]) -> None:
-        if ids:
-            self._call(
-                lambda: self._client.delete_payload(
-                    self.collection, [key], points=list(ids), wait=True
-                )
-            )
-
-    # -- reads -----------------------------------------------------------------------
-
-    def existing_ids(self, ids: Sequence[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(ids), _ID_CHUNK):
-            chunk = list(ids[start : start + _ID_CHUNK])
-            records = self._call(
-                lambda chunk=chunk: self._client.retrieve(
-                    self.collection, chunk, with_payload=False, with_vectors=False
-                )
-            )
-            found.update(str(r.id) for r in records)
-        return found
-
-    def retrieve(
-        self, ids: Sequence[str], with_vectors: bool | Sequence[str] = False
+    def _retrieve(
+        self, ids: list[str], with_payload: bool, with_vectors: bool | list[str]
     ) -> list[PointRecord]:
-        wv = vector_selector(with_vectors)
         records = self._call(
             lambda: self._client.retrieve(
-                self.collection, list(ids), with_payload=True, with_vectors=wv
+                self.collection, ids, with_payload=with_payload, with_vectors=with_vectors
             )
         )
         return [record_from(r.id, r.vector, r.payload) for r in records]
 
-    def search(
-        self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None
-    ) -> list[Hit]:
-        query = np.asarray(vector, dtype=np.float32).tolist()
+    def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
         result = self._call(
             lambda: self._client.query_points(
                 self.collection,
-                query=query,
+                query=vector,
                 using=space,
                 limit=k,
-                query_filter=_filter(where),
+                query_filter=native_filter,
                 with_payload=True,
                 with_vectors=False,
             )
         )
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in result.points]
 
-    def scroll(
+    def _scroll_page(
         self,
-        batch_size: int = 256,
-        with_vectors: bool | Sequence[str] = False,
-        where: PointFilter | None = None,
-    ) -> Iterator[list[PointRecord]]:
-        offset: Any = None
-        flt, wv = _filter(where), vector_selector(with_vectors)
-        while True:
-            records, offset = self._call(
-                lambda offset=offset: self._client.scroll(
-                    self.collection,
-                    scroll_filter=flt,
-                    limit=batch_size,
-                    offset=offset,
-                    with_payload=True,
-                    with_vectors=wv,
-                )
+        offset: Any,
+        limit: int,
+        native_filter: Any,
+        with_payload: bool | list[str],
+        with_vectors: bool | list[str],
+    ) -> tuple[list[PointRecord], Any]:
+        records, next_offset = self._call(
+            lambda: self._client.scroll(
+                self.collection,
+                scroll_filter=native_filter,
+                limit=limit,
+                offset=offset,
+                with_payload=with_payload,
+                with_vectors=with_vectors,
             )
-            if records:
-                yield [record_from(r.id, r.vector, r.payload) for r in records]
-            if offset is None:
-                return
+        )
+        return [record_from(r.id, r.vector, r.payload) for r in records], next_offset
 
-    def count(self, where: PointFilter | None = None) -> int:
+    def _count(self, native_filter: Any) -> int:
         result = self._call(
-            lambda: self._client.count(self.collection, count_filter=_filter(where), exact=True)
+            lambda: self._client.count(self.collection, count_filter=native_filter, exact=True)
         )
         return int(result.count)
 
+    def _condition(self, condition: Condition) -> Any:
+        if condition.kind == "match":
+            return qm.FieldCondition(key=condition.key, match=qm.MatchValue(value=condition.value))
+        if condition.kind == "empty":
+            return qm.IsEmptyCondition(is_empty=qm.PayloadField(key=condition.key))
+        if condition.kind == "has_vector":
+            return qm.HasVectorCondition(has_vector=condition.key)
+        raise ValueError(f"unknown condition kind {condition.kind!r}")
 
-def _vectors_out(vectors: Mapping[str, np.ndarray]) -> dict[str, list[float]]:
-    return {name: np.asarray(v, dtype=np.float32).tolist() for name, v in vectors.items()}
+    def _combine(self, must: list[Any], must_not: list[Any]) -> Any:
+        return qm.Filter(must=must or None, must_not=must_not or None)
 
 
 def _plain(value: Any) -> Any:
@@ -310,40 +305,3 @@ def _plain(value: Any) -> Any:
         return value.tolist()
     return value
 
-
-
-
-def _filter(where: PointFilter | None) -> qm.Filter | None:
-    """Translate a :class:`PointFilter` to qdrant-client's filter models (all conditions AND)."""
-    if where is None:
-        return None
-    must: list[Any] = []
-    must_not: list[Any] = []
-    if where.cluster is not None:
-        must.append(
-            qm.FieldCondition(
-                key=schema.PAYLOAD_CLUSTER, match=qm.MatchValue(value=int(where.cluster))
-            )
-        )
-    if where.unlabelled:
-        must.append(qm.IsEmptyCondition(is_empty=qm.PayloadField(key=schema.PAYLOAD_CLUSTER)))
-    if where.has_vector:
-        must.append(qm.HasVectorCondition(has_vector=where.has_vector))
-    if where.lacks_vector:
-        must_not.append(qm.HasVectorCondition(has_vector=where.lacks_vector))
-    if where.autoencoder_model is not None:
-        must.append(
-            qm.FieldCondition(
-                key=schema.PAYLOAD_AE_MODEL, match=qm.MatchValue(value=where.autoencoder_model)
-            )
-        )
-    if where.not_autoencoder_model is not None:
-        must_not.append(
-            qm.FieldCondition(
-                key=schema.PAYLOAD_AE_MODEL,
-                match=qm.MatchValue(value=where.not_autoencoder_model),
-            )
-        )
-    if not must and not must_not:
-        return None
-    return qm.Filter(must=must or None, must_not=must_not or None)

@@ -1,0 +1,63 @@
+"""Schema migrations, applied in place when a collection is opened (as rclip does).
+
+Each step takes a collection from version N to N+1 and is idempotent: it only changes
+points that still have the old form, so a step killed half-way is simply run again on the
+next open. The version record is written after each step completes, never before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from service.errors import StoreError
+from service.store import schema
+from service.store.base import StoreBase
+
+_PAGE = 512
+
+
+def _add_locations(store: StoreBase) -> None:
+    """1 -> 2: each point's single ``root``/``path`` becomes its first ``locations`` entry.
+
+    ``mtime_ns`` is unknown for migrated entries, so the next sync re-hashes those files
+    once (reading, not embedding) and records it.
+    """
+    keys = [schema.PAYLOAD_ROOT, schema.PAYLOAD_PATH, schema.PAYLOAD_LOCATIONS]
+    for page in store.scroll(batch_size=_PAGE, with_payload=keys):
+        for record in page:
+            payload = record.payload
+            if schema.PAYLOAD_LOCATIONS in payload:
+                continue
+            root, path = payload.get(schema.PAYLOAD_ROOT), payload.get(schema.PAYLOAD_PATH)
+            locations = (
+                [{schema.LOCATION_ROOT: root, schema.LOCATION_PATH: path}]
+                if root is not None and path is not None
+                else []
+            )
+            store.set_payload({schema.PAYLOAD_LOCATIONS: locations}, [record.id])
+    store.flush()
+
+
+# version N -> the step that makes it N+1
+MIGRATIONS: dict[int, Callable[[StoreBase], None]] = {1: _add_locations}
+
+
+def bring_up_to_date(store: StoreBase, *, created: bool) -> None:
+    """Stamp a new collection, migrate an older one, refuse a newer one."""
+    if created:
+        store.set_schema_meta(schema_version=schema.SCHEMA_VERSION)
+        return
+    version = store.schema_version()
+    if version > schema.SCHEMA_VERSION:
+        raise StoreError(
+            f"collection {store.location} has schema version {version}, newer than this "
+            f"simimg's {schema.SCHEMA_VERSION}: upgrade simimg to open it"
+        )
+    while version < schema.SCHEMA_VERSION:
+        if store.notify:
+            store.notify(
+                f"migrating collection {store.location} from schema {version} to {version + 1}"
+            )
+        MIGRATIONS[version](store)
+        version += 1
+        store.set_schema_meta(schema_version=version)

@@ -1,0 +1,105 @@
+"""What crosses the store interface: points, hits, filters, and the filter's conditions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from service.store import schema
+
+
+@dataclass
+class PointRecord:
+    """A stored point: id, any subset of its named vectors, and its payload."""
+
+    id: str
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def record_from(point_id: object, vector: object, payload: object) -> PointRecord:
+    """A PointRecord from a backend's record fields (named vectors as a dict, or none)."""
+    vectors = vector if isinstance(vector, dict) else {}
+    return PointRecord(
+        id=str(point_id),
+        vectors={name: np.asarray(v, dtype=np.float32) for name, v in vectors.items()},
+        payload=dict(payload or {}),
+    )
+
+
+def vector_selector(with_vectors: bool | Sequence[str]) -> bool | list[str]:
+    """``with_vectors`` in the form both Qdrant APIs accept: a bool or a list of names."""
+    return with_vectors if isinstance(with_vectors, bool) else list(with_vectors)
+
+
+def vectors_as_lists(vectors: Mapping[str, np.ndarray]) -> dict[str, list[float]]:
+    """Named vectors as plain float lists, the form both clients send."""
+    return {name: np.asarray(v, dtype=np.float32).tolist() for name, v in vectors.items()}
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result."""
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PointFilter:
+    """Which points an operation applies to; all given conditions must hold.
+
+    ``cluster``: payload ``cluster`` equals this label.
+    ``unlabelled``: True selects points without a ``cluster`` payload.
+    ``has_vector`` / ``lacks_vector``: the named vector is present / absent.
+    ``autoencoder_model``: payload ``autoencoder_model`` equals this id.
+    ``not_autoencoder_model``: points whose ``autoencoder_model`` payload differs from this id
+    (or is missing).
+    ``location_root``: one of the point's ``locations`` lies under this ingested root.
+    """
+
+    cluster: int | None = None
+    unlabelled: bool = False
+    has_vector: str | None = None
+    lacks_vector: str | None = None
+    autoencoder_model: str | None = None
+    not_autoencoder_model: str | None = None
+    location_root: str | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One backend-neutral filter condition; backends translate ``kind`` to their types.
+
+    kinds: ``match`` (payload ``key`` equals ``value``), ``empty`` (payload ``key`` missing or
+    empty), ``has_vector`` (named vector ``key`` present).
+    """
+
+    kind: str
+    key: str
+    value: Any = None
+
+
+def conditions_of(where: PointFilter) -> tuple[list[Condition], list[Condition]]:
+    """``where`` as (must, must_not) conditions: the only place a filter field is mapped."""
+    must: list[Condition] = []
+    must_not: list[Condition] = []
+    if where.cluster is not None:
+        must.append(Condition("match", schema.PAYLOAD_CLUSTER, int(where.cluster)))
+    if where.unlabelled:
+        must.append(Condition("empty", schema.PAYLOAD_CLUSTER))
+    if where.has_vector:
+        must.append(Condition("has_vector", where.has_vector))
+    if where.lacks_vector:
+        must_not.append(Condition("has_vector", where.lacks_vector))
+    if where.autoencoder_model is not None:
+        must.append(Condition("match", schema.PAYLOAD_AE_MODEL, where.autoencoder_model))
+    if where.not_autoencoder_model is not None:
+        must_not.append(Condition("match", schema.PAYLOAD_AE_MODEL, where.not_autoencoder_model))
+    if where.location_root is not None:
+        must.append(Condition("match", schema.PAYLOAD_LOCATION_ROOT_KEY, where.location_root))
+    return must, must_not
