@@ -77,14 +77,30 @@ def main(
 @app.command()
 def ingest(
     ctx: typer.Context,
-    folder: Annotated[Path, typer.Argument(help="Folder of images (searched recursively)")],
+    folders: Annotated[
+        list[Path], typer.Argument(help="Folders of images (searched recursively)")
+    ],
     batch_size: Annotated[int | None, typer.Option(help="Images per inference batch")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel decode workers")] = None,
     shard: Annotated[
         str | None, typer.Option(help="Ingest only shard i/n of the files (parallel workers)")
     ] = None,
+    keep_missing: Annotated[
+        bool,
+        typer.Option(
+            "--keep-missing",
+            help="Keep images whose files are gone (e.g. a drive that is not attached)",
+        ),
+    ] = False,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty",
+            help="Allow a folder with no images to remove every image stored under it",
+        ),
+    ] = False,
     watch: Annotated[
-        bool, typer.Option("--watch", help="Keep running: ingest files as they arrive (Ctrl-C)")
+        bool, typer.Option("--watch", help="Keep running: apply changes as they happen (Ctrl-C)")
     ] = False,
     watch_poll: Annotated[
         bool,
@@ -96,13 +112,16 @@ def ingest(
     ] = False,
     debounce: Annotated[
         float,
-        typer.Option(min=0.0, help="With --watch: seconds a new file must stay unchanged"),
+        typer.Option(min=0.0, help="With --watch: seconds the folder must stay quiet"),
     ] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
 ) -> None:
-    """Embed every image under FOLDER and store it. Safe to re-run or resume after a crash.
+    """Make the collection match FOLDERS: embed new images, follow moves, renames, copies
+    and edits without re-embedding, and remove images whose files are gone.
 
-    With --watch, keep running and ingest new or changed files as they arrive.
+    Only images stored under the given folders are touched. Safe to re-run or resume after
+    a crash; unchanged files are recognised by size and modification time without being
+    read. With --watch, keep running and apply changes as they happen.
 
     Each round is summarised (with --json, one JSON line per round). Ctrl-C stops.
     """
@@ -112,7 +131,8 @@ def ingest(
     from service.pipeline import build_pipeline
     from service.walker import Shard
 
-    require_dir(folder, "folder")
+    for folder in folders:
+        require_dir(folder, "folder")
     with user_errors():
         settings = settings_from(ctx, batch_size=batch_size, decode_workers=workers)
         selected = Shard.parse(shard) if shard else None
@@ -122,9 +142,10 @@ def ingest(
             watcher = None
             if watch:
                 watcher = FolderWatcher(
-                    ingester, folder, shard=selected,
+                    ingester, folders, shard=selected, keep_missing=keep_missing,
                     debounce=debounce, polling=watch_poll,
                     on_report=lambda round_report: _print_ingest_report(round_report, as_json),
+                    on_error=lambda message: err.print(f"not synced: {message}"),
                 )
                 watcher.start()  # before listing, so no file slips between the two
             # With --watch, SIGTERM/Ctrl-C stop cleanly from the very start (also during the
@@ -132,14 +153,16 @@ def ingest(
             signals = stop_on_signals(watcher.stop) if watcher else contextlib.nullcontext()
             try:
                 with signals:
-                    report = _run_ingest(ingester, folder, selected)
+                    report = _run_sync(
+                        ingester, folders, selected, keep_missing=keep_missing,
+                        allow_empty=allow_empty,
+                    )
                     _print_ingest_report(report, as_json)
                     if watcher is not None:
-                        err.print(f"watching {folder} for new images (Ctrl-C to stop)")
+                        watched = ", ".join(map(str, folders))
+                        err.print(f"watching {watched} for changes (Ctrl-C to stop)")
                         total = watcher.run()
-                        err.print(
-                            f"stopped watching: added {total.added} images while watching"
-                        )
+                        err.print(f"stopped watching: {total.summary()}")
             finally:
                 if watcher is not None:
                     watcher.close()
@@ -147,14 +170,20 @@ def ingest(
             store.close()
 
 
-def _run_ingest(ingester: FolderIngester, folder: Path, shard: Shard | None) -> IngestReport:
+def _run_sync(
+    ingester: FolderIngester, folders: list[Path], shard: Shard | None, **options: bool
+) -> IngestReport:
+    from ingest.sync import sync_roots
+
     with progress_bar() as progress:
-        task = progress.add_task(f"ingest {folder}", total=None)
-        return ingester.ingest_folder(
-            folder,
-            shard,
+        task = progress.add_task(f"sync {', '.join(map(str, folders))}", total=None)
+        return sync_roots(
+            ingester,
+            folders,
+            shard=shard,
             on_total=lambda total: progress.update(task, total=total),
             on_progress=lambda n: progress.advance(task, n),
+            **options,
         )
 
 
@@ -162,11 +191,7 @@ def _print_ingest_report(report: IngestReport, as_json: bool) -> None:
     if as_json:
         print_json_line(report.to_json())
         return
-    err.print(
-        f"found {report.found}, added {report.added}, already stored {report.already_stored}, "
-        f"duplicates {report.duplicates}, failed {len(report.failed)} "
-        f"in {report.seconds:.1f}s ({report.images_per_second:.1f} images/s)"
-    )
+    err.print(report.summary())
     for path, reason in report.failed:
         err.print(f"  skipped {path}: {reason}", highlight=False, markup=False)
 

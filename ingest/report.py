@@ -8,11 +8,20 @@ from typing import Any
 
 @dataclass
 class IngestReport:
+    """Counts of one run. ``found`` files = ``added`` + ``already_stored`` + ``duplicates``
+    + failed; the sync counts (``unchanged``, ``moved``, ...) say what changed on disk."""
+
     root: str
     found: int = 0
-    added: int = 0
-    already_stored: int = 0
-    duplicates: int = 0  # identical content under another path in this run
+    added: int = 0  # new contents, embedded
+    already_stored: int = 0  # files whose content was already stored (no embedding)
+    duplicates: int = 0  # copies of a content that is new in this run
+    unchanged: int = 0  # files at a known place with the known content
+    moved: int = 0  # moves and renames: a place lost and one gained by the same content
+    copies: int = 0  # places gained by a content that kept its others
+    removed: int = 0  # places whose file is gone
+    edited: int = 0  # places whose file now holds another content
+    points_deleted: int = 0  # contents with no place left, deleted from the collection
     failed: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
     seconds: float = 0.0
 
@@ -21,6 +30,24 @@ class IngestReport:
         processed = self.added + self.already_stored + self.duplicates
         return processed / self.seconds if self.seconds > 0 else 0.0
 
+    def merge(self, other: IngestReport) -> None:
+        """Add ``other``'s counts to this report (the root and the time stay this one's)."""
+        for name in (
+            "found", "added", "already_stored", "duplicates", "unchanged", "moved", "copies",
+            "removed", "edited", "points_deleted",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failed.extend(other.failed)
+
+    def summary(self) -> str:
+        """The one-line summary the CLI prints."""
+        return (
+            f"found {self.found}: added {self.added}, moved/renamed {self.moved}, "
+            f"copies found {self.copies}, removed {self.removed}, "
+            f"edited {self.edited}, unchanged {self.unchanged}, failed {len(self.failed)} "
+            f"in {self.seconds:.1f}s ({self.images_per_second:.1f} images/s)"
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "root": self.root,
@@ -28,6 +55,12 @@ class IngestReport:
             "added": self.added,
             "already_stored": self.already_stored,
             "duplicates": self.duplicates,
+            "unchanged": self.unchanged,
+            "moved": self.moved,
+            "copies": self.copies,
+            "removed": self.removed,
+            "edited": self.edited,
+            "points_deleted": self.points_deleted,
             "failed": [{"path": path, "reason": reason} for path, reason in self.failed],
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 1),

@@ -14,7 +14,9 @@ Memory is bounded whatever the folder size: ``files`` is consumed lazily, at mos
 being embedded and at most :data:`_WRITES_IN_FLIGHT` batches of vectors wait for the store.
 
 Point ids derive from file content, so a run killed at any moment and started again stores
-every image exactly once: points already in the store are skipped before decoding.
+every image exactly once: points already in the store are skipped before decoding. Every
+hashed file is reported to a :class:`~ingest.ledger.LocationLedger`, which records the
+places of contents already stored (see :mod:`ingest.sync` for the whole reconciliation).
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ingest.ledger import LocationIndex, LocationLedger
 from ingest.report import IngestReport
 from service.errors import ImageDecodeError
 from service.images import sha256_hex
+from service.locations import Location, locations_payload
 from service.pipeline import EmbeddingPipeline, PreparedImage, read_image_bytes
 from service.store.base import PointRecord, VectorStore
 from service.store.schema import (
@@ -39,14 +43,12 @@ from service.store.schema import (
     PAYLOAD_FORMAT,
     PAYLOAD_HEIGHT,
     PAYLOAD_INGESTED_AT,
-    PAYLOAD_PATH,
-    PAYLOAD_ROOT,
     PAYLOAD_SHA256,
     PAYLOAD_WIDTH,
     VECTOR_AUTOENCODER,
     point_id_for,
 )
-from service.walker import Shard, iter_image_files, relative_posix
+from service.walker import relative_posix
 
 ProgressCallback = Callable[[int], None]
 T = TypeVar("T")
@@ -58,7 +60,18 @@ _WRITES_IN_FLIGHT = 2
 
 @dataclass(frozen=True)
 class _Stored:
-    """The file's content is already in the store."""
+    """The file's content is already in the store (as point ``point_id``)."""
+
+    point_id: str
+    location: Location
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A new content, decoded and preprocessed, found at ``location``."""
+
+    image: PreparedImage
+    location: Location
 
 
 @dataclass(frozen=True)
@@ -90,13 +103,20 @@ class FolderIngester:
         root: Path,
         files: Iterable[Path],
         on_progress: ProgressCallback | None = None,
+        ledger: LocationLedger | None = None,
     ) -> IngestReport:
-        """Ingest ``files`` (all below ``root``); ``on_progress(n)`` after each n files."""
+        """Ingest ``files`` (all below ``root``); ``on_progress(n)`` after each n files.
+
+        Each file's place is reported to ``ledger``; without one, a ledger over no known
+        places is applied at the end, so copies of stored contents are recorded too.
+        """
         root = root.resolve()
+        own_ledger = ledger is None
+        ledger = ledger if ledger is not None else LocationLedger(LocationIndex())
         report = IngestReport(root=str(root))
         started = time.perf_counter()
         seen_this_run: set[str] = set()
-        batch: list[PreparedImage] = []
+        batch: list[_Prepared] = []
         with (
             _BoundedWriter(self.store.upsert, _WRITES_IN_FLIGHT) as writer,
             ThreadPoolExecutor(self.workers, thread_name_prefix="simimg-decode") as pool,
@@ -108,76 +128,60 @@ class FolderIngester:
                     report.failed.append((result.path, result.reason))
                 elif isinstance(result, _Stored):
                     report.already_stored += 1
-                elif result.point_id in seen_this_run:
+                    ledger.found(result.location, result.point_id, new_point=False)
+                elif result.image.point_id in seen_this_run:
                     report.duplicates += 1
+                    ledger.found(result.location, result.image.point_id, new_point=False)
                 else:
-                    seen_this_run.add(result.point_id)
+                    seen_this_run.add(result.image.point_id)
+                    ledger.found(result.location, result.image.point_id, new_point=True)
                     batch.append(result)
                     if len(batch) >= self.batch_size:
-                        report.added += writer.submit(self._points(root, batch))
+                        report.added += writer.submit(self._points(batch))
                         batch = []
                 if on_progress:
                     on_progress(1)
             if batch:
-                report.added += writer.submit(self._points(root, batch))
+                report.added += writer.submit(self._points(batch))
+        if own_ledger:
+            ledger.apply(self.store)
         self.store.flush()
         report.seconds = time.perf_counter() - started
         return report
 
-    def ingest_folder(
-        self,
-        root: Path,
-        shard: Shard | None = None,
-        on_total: Callable[[int], None] | None = None,
-        on_progress: ProgressCallback | None = None,
-    ) -> IngestReport:
-        """Walk ``root`` (one shard of it) and ingest every image file found.
-
-        Folders that cannot be listed are reported in ``failed`` like unreadable files, so a
-        permission problem never hides images silently.
-        """
-        unlistable: list[tuple[str, str]] = []
-
-        def folder_error(folder: Path, error: OSError) -> None:
-            name = relative_posix(folder, root) if folder != root else "."
-            unlistable.append((name, f"cannot list folder ({error.strerror or error})"))
-
-        files = list(iter_image_files(root, shard, on_error=folder_error))
-        if on_total:
-            on_total(len(files))
-        report = self.ingest(root, files, on_progress)
-        report.failed.extend(unlistable)
-        return report
-
-    def _load(self, root: Path, path: Path) -> PreparedImage | _Stored | _Failed:
+    def _load(self, root: Path, path: Path) -> _Prepared | _Stored | _Failed:
         """Runs in a decode worker: read, hash, skip if stored, else decode + preprocess."""
         source = relative_posix(path, root)
         try:
+            # stat before reading: a file changed after this is re-read by the next sync
+            mtime_ns = _mtime_ns(path)
+            location = Location(str(root), source, mtime_ns)
             data = read_image_bytes(path, self.pipeline.settings.max_file_bytes)
             digest = sha256_hex(data)
-            if self.store.existing_ids([point_id_for(digest)]):
-                return _Stored()
-            return self.pipeline.prepare(data, source, sha256=digest)
+            point_id = point_id_for(digest)
+            if self.store.existing_ids([point_id]):
+                return _Stored(point_id, location)
+            return _Prepared(self.pipeline.prepare(data, source, sha256=digest), location)
         except ImageDecodeError as exc:
             return _Failed(source, _reason(exc, source, path))
         except MemoryError:
             return _Failed(source, "out of memory while decoding")
 
-    def _points(self, root: Path, batch: Sequence[PreparedImage]) -> list[PointRecord]:
+    def _points(self, prepared: Sequence[_Prepared]) -> list[PointRecord]:
         """Embed one batch (on the calling thread) and build its store records."""
         self.pipeline.refresh()  # a model switched by `train` elsewhere applies from now on
         # A batch prepared just before a switch skips the new model's space; `train`'s
         # re-embed (or the next one) fills it. Tags only ever name the model that embedded.
+        batch = [item.image for item in prepared]
         vectors = self.pipeline.embed(batch, self.pipeline.current_spaces(batch))
         now = datetime.now(UTC).isoformat(timespec="seconds")
         autoencoder_model = (
             self.pipeline.model_id(VECTOR_AUTOENCODER) if VECTOR_AUTOENCODER in vectors else None
         )
         points = []
-        for row, item in enumerate(batch):
+        for row, (item, found) in enumerate(zip(batch, prepared, strict=True)):
             payload: dict[str, Any] = {
-                PAYLOAD_PATH: item.source,
-                PAYLOAD_ROOT: str(root),
+                **locations_payload([found.location]),
                 PAYLOAD_SHA256: item.sha256,
                 PAYLOAD_WIDTH: item.width,
                 PAYLOAD_HEIGHT: item.height,
@@ -251,6 +255,13 @@ class _BoundedWriter:
                 self._pending.popleft().result()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _mtime_ns(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None  # the read that follows reports why
 
 
 def _reason(exc: ImageDecodeError, *prefixes: object) -> str:

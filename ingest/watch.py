@@ -1,11 +1,11 @@
-"""Keep ingesting a folder: new or changed image files are stored as they arrive.
+"""Keep a folder in sync: additions, deletions, moves and edits applied as they happen.
 
 A watchdog observer (inotify on Linux, or stat polling for network shares and Docker Desktop
-bind mounts) queues every created, modified or moved-in image file. A file is ingested once
-it has been quiet for ``debounce`` seconds *and* its size and mtime did not change across
-that wait, so files still being copied in are not read half-written. Files are ingested by
-:class:`~ingest.runner.FolderIngester` (content-addressed: a file whose content is already
-stored costs one hash). Deleted files are not removed from the collection.
+bind mounts) notes every created, modified, moved or deleted image file or folder. Once the
+folder has been quiet for ``debounce`` seconds *and* every changed file kept its size and
+mtime across that wait (so files still being copied in are not read half-written), the
+folder is synced with :func:`~ingest.sync.sync_roots`: unchanged files cost a ``stat``, moves
+and renames cost a hash and no embedding, deleted files leave the collection.
 """
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.events import (
+    EVENT_TYPE_ATTRIB,
     EVENT_TYPE_CLOSED,
     EVENT_TYPE_CREATED,
+    EVENT_TYPE_DELETED,
     EVENT_TYPE_MODIFIED,
     EVENT_TYPE_MOVED,
     FileSystemEvent,
@@ -32,12 +34,16 @@ from watchdog.observers.polling import PollingObserver
 
 from ingest.report import IngestReport
 from ingest.runner import FolderIngester
+from ingest.sync import EmptyRootError, sync_roots
 from service.images import is_image_name
-from service.walker import Shard, iter_image_files, relative_posix
+from service.walker import Shard, relative_posix
 
 Clock = Callable[[], float]
 Signature = tuple[int, int]  # (size, mtime_ns)
-_EVENTS = {EVENT_TYPE_CREATED, EVENT_TYPE_MODIFIED, EVENT_TYPE_MOVED, EVENT_TYPE_CLOSED}
+_EVENTS = {
+    EVENT_TYPE_CREATED, EVENT_TYPE_MODIFIED, EVENT_TYPE_MOVED, EVENT_TYPE_CLOSED,
+    EVENT_TYPE_DELETED, EVENT_TYPE_ATTRIB,  # a new mtime: the sync records it
+}
 
 
 def _signature(path: Path) -> Signature | None:
@@ -106,98 +112,135 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in _EVENTS:
             return
-        target = event.dest_path if event.event_type == EVENT_TYPE_MOVED else event.src_path
-        path = Path(target if isinstance(target, str) else target.decode())
-        if event.is_directory:
-            if event.event_type in (EVENT_TYPE_CREATED, EVENT_TYPE_MOVED):
-                # a folder moved in brings files that raise no events of their own
-                for file in iter_image_files(path):
-                    self._watcher.offer(file)
-        else:
-            self._watcher.offer(path)
+        paths = [event.src_path]
+        if event.event_type == EVENT_TYPE_MOVED:
+            paths.append(event.dest_path)
+        for raw in paths:
+            path = Path(raw if isinstance(raw, str) else raw.decode())
+            if event.is_directory:
+                self._watcher.folder_changed(path)
+            else:
+                self._watcher.offer(path)
 
 
 class FolderWatcher:
-    """Ingest image files under ``root`` as they arrive, until :meth:`stop` is called.
+    """Keep ``roots`` in sync until :meth:`stop` is called (see the module docstring).
 
-    Usage: :meth:`start` (events are queued from then on), optionally ingest what is already
+    The roots are synced together, so a file moved from one to another keeps its vectors.
+
+    Usage: :meth:`start` (events are noted from then on), optionally sync what is already
     there, then :meth:`run` until :meth:`stop` (or the ``stop`` event) and :meth:`close`.
-    ``on_report`` receives the report of each round that found files.
+    ``on_report`` receives the report of each sync round.
     """
 
     def __init__(
         self,
         ingester: FolderIngester,
-        root: Path,
+        roots: Path | Sequence[Path],
         *,
         shard: Shard | None = None,
         debounce: float = 2.0,
         polling: bool = False,
         poll_interval: float = 1.0,
+        keep_missing: bool = False,
         on_report: Callable[[IngestReport], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self.ingester = ingester
-        self.root = root.resolve()
+        self.roots = [r.resolve() for r in ([roots] if isinstance(roots, Path) else roots)]
         self.shard = shard
+        self.keep_missing = keep_missing
         self.pending = PendingFiles(debounce, clock)
         self.on_report = on_report
-        self.total = IngestReport(root=str(self.root))
-        self._done: dict[Path, Signature] = {}
+        self.on_error = on_error
+        self.total = IngestReport(root=", ".join(map(str, self.roots)))
+        self._clock = clock
+        self._debounce = debounce
+        self._changed_at: float | None = None  # last event of the round not yet synced
+        self._events = threading.Lock()
         self._stop = threading.Event()
         self._tick = min(0.25, max(debounce / 4, 0.02))
-        self._chunk = max(1, ingester.batch_size * 4)
         self._observer: BaseObserver = (
             PollingObserver(timeout=poll_interval) if polling else Observer()
         )
-        self._observer.schedule(_Handler(self), str(self.root), recursive=True)
+        for root in self.roots:
+            self._observer.schedule(_Handler(self), str(root), recursive=True)
+
+    def _relative(self, path: Path) -> str | None:
+        """``path`` relative to the root it lies under, unless it is hidden or outside."""
+        for root in self.roots:
+            try:
+                relative = relative_posix(path, root)
+            except ValueError:
+                continue
+            if not any(part.startswith(".") for part in relative.split("/")):
+                return relative
+            return None
+        return None
 
     def accepts(self, path: Path) -> bool:
-        """An image file below the root, not hidden, and in this worker's shard."""
-        try:
-            relative = relative_posix(path, self.root)
-        except ValueError:
-            return False
-        if any(part.startswith(".") for part in relative.split("/")):
+        """An image file below a root, not hidden, and in this worker's shard."""
+        relative = self._relative(path)
+        if relative is None:
             return False
         return is_image_name(path) and (self.shard is None or self.shard.owns(relative))
 
     def offer(self, path: Path) -> None:
-        """Queue ``path`` if this watcher is responsible for it."""
+        """Note a change of ``path`` if this watcher is responsible for it."""
         if self.accepts(path):
             self.pending.touch(path)
+            self._note_change()
+
+    def folder_changed(self, path: Path) -> None:
+        """A folder below a root appeared, vanished or moved: its files did too."""
+        if self._relative(path) is not None:
+            self._note_change()
+
+    def _note_change(self) -> None:
+        with self._events:
+            self._changed_at = self._clock()
 
     def start(self) -> None:
         """Start receiving file events (call before listing the folder, to miss nothing)."""
         self._observer.start()
 
     def stop(self) -> None:
-        """Ask :meth:`run` to return after the batch in progress (thread- and signal-safe)."""
+        """Ask :meth:`run` to return after the round in progress (thread- and signal-safe)."""
         self._stop.set()
 
     def run(self, stop: threading.Event | None = None) -> IngestReport:
-        """Ingest ready files until stopped; returns the totals of every round."""
+        """Sync after each quiet period until stopped; returns the totals of every round."""
         if not self._observer.is_alive():
             self.start()
         while not (self._stop.is_set() or (stop is not None and stop.is_set())):
-            ready = [
-                (path, sig) for path, sig in self.pending.ready() if self._done.get(path) != sig
-            ]
-            for start in range(0, len(ready), self._chunk):
-                if self._stop.is_set() or (stop is not None and stop.is_set()):
-                    break
-                self._ingest(ready[start : start + self._chunk])
+            if self._due():
+                self._sync()
             self._stop.wait(self._tick)
         return self.total
 
-    def _ingest(self, items: Iterable[tuple[Path, Signature]]) -> None:
-        items = list(items)
-        report = self.ingester.ingest(self.root, [path for path, _ in items])
-        failed = {path for path, _ in report.failed}
-        for path, sig in items:
-            if relative_posix(path, self.root) not in failed:
-                self._done[path] = sig
-        _accumulate(self.total, report)
+    def _due(self) -> bool:
+        """Changes were seen, the folder is quiet, and every changed file held still."""
+        with self._events:
+            changed_at = self._changed_at
+        if changed_at is None or self._clock() - changed_at < self._debounce:
+            return False
+        self.pending.ready()  # releases files that held still; restarts the others
+        return len(self.pending) == 0
+
+    def _sync(self) -> None:
+        with self._events:
+            self._changed_at = None  # events from now on start the next round
+        try:
+            report = sync_roots(
+                self.ingester, self.roots, shard=self.shard, keep_missing=self.keep_missing
+            )
+        except EmptyRootError as exc:
+            if self.on_error:
+                self.on_error(str(exc))
+            return
+        self.total.merge(report)
+        self.total.seconds += report.seconds
         if self.on_report:
             self.on_report(report)
 
@@ -214,15 +257,6 @@ class FolderWatcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _accumulate(total: IngestReport, report: IngestReport) -> None:
-    total.found += report.found
-    total.added += report.added
-    total.already_stored += report.already_stored
-    total.duplicates += report.duplicates
-    total.failed.extend(report.failed)
-    total.seconds += report.seconds
 
 
 @contextmanager

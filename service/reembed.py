@@ -32,10 +32,10 @@ from service.autoencoder import (
 )
 from service.config import Settings
 from service.errors import ImageDecodeError
+from service.locations import stored_file
 from service.pipeline import decode_file
 from service.store.base import PointFilter, PointRecord, VectorStore
 from service.store.schema import PAYLOAD_AE_MODEL, VECTOR_AUTOENCODER
-from service.stored_files import stored_file
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from service.errors import ConfigError, EmptyCollectionError
+from service.locations import locations_of, stored_file
 from service.pipeline import EmbeddingPipeline, PreparedImage
 from service.store.base import Hit, PointFilter, VectorStore
 from service.store.schema import (
@@ -28,18 +29,24 @@ MAX_K = 1000
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One similar image. ``score`` is cosine similarity, or the RRF score in fused mode."""
+    """One similar image. ``score`` is cosine similarity, or the RRF score in fused mode.
+
+    ``root`` / ``path`` are the first location; ``locations`` lists every place the same
+    content lives (``{"root", "path"}`` each).
+    """
 
     id: str
     score: float
     path: str
     root: str
     cluster: int | None
+    locations: list[dict[str, str]]
     payload: dict[str, Any]
 
     @property
     def file(self) -> Path:
-        return Path(self.root) / self.path
+        """A file with this content: the first location whose file exists."""
+        return stored_file(self.payload)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,5 +157,6 @@ def _to_result(hit: Hit) -> SearchResult:
         path=str(payload.get(PAYLOAD_PATH, "")),
         root=str(payload.get(PAYLOAD_ROOT, "")),
         cluster=int(cluster) if cluster is not None else None,
+        locations=[{"root": loc.root, "path": loc.path} for loc in locations_of(payload)],
         payload=payload,
     )

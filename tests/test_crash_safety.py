@@ -51,6 +51,7 @@ from service.autoencoder import (
 )
 from service.config import Settings
 from service.images import decode_image, sha256_hex
+from service.locations import stored_file
 from service.pipeline import EmbeddingPipeline, read_image_bytes
 from service.store.base import PointRecord
 from service.store.edge import EdgeStore
@@ -60,7 +61,6 @@ from service.store.schema import (
     VECTOR_MOBILENET,
     point_id_for,
 )
-from service.stored_files import stored_file
 from tests.conftest import STORED_VECTOR_ATOL, make_settings, report_case_counts
 from tests.processes import REPO, cli, cli_env
 

@@ -422,6 +422,7 @@ import json, sys, tempfile
 from pathlib import Path
 import numpy as np
 from ingest.runner import FolderIngester
+from ingest.sync import sync_roots
 from service.walker import iter_image_files
 from service.config import Settings
 from service.embedders.base import l2_normalise
@@ -451,7 +452,7 @@ for path in files:
 settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="simimg-perm-data-")))
 store = open_store(settings)
 try:
-    report = FolderIngester(store, EmbeddingPipeline(settings, [Tiny()])).ingest_folder(root)
+    report = sync_roots(FolderIngester(store, EmbeddingPipeline(settings, [Tiny()])), [root])
 finally:
     store.close()
 print(json.dumps({"results": results, "unlisted": unlisted, "failed": report.failed,
@@ -463,7 +464,7 @@ print(json.dumps({"results": results, "unlisted": unlisted, "failed": report.fai
                     reason="needs root (to drop to nobody) or to already be unprivileged")
 def test_unreadable_file_and_folder_are_reported_not_skipped() -> None:
     """As an unprivileged user: a 000 file is a named failure, a 000 folder reaches on_error
-    and the ingest summary (``FolderIngester.ingest_folder``) names both in ``failed``."""
+    and the ingest summary (``ingest.sync.sync_roots``) names both in ``failed``."""
     _count("permission_cases", 2)
     base = Path(tempfile.mkdtemp(prefix="simimg-perm-", dir="/tmp"))
     try:

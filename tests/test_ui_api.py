@@ -271,7 +271,7 @@ def test_other_commands_say_the_directory_is_in_use(served: Served) -> None:
 ])
 def test_stored_paths_cannot_leave_their_root(payload: dict) -> None:
     from service.errors import ImageDecodeError
-    from service.stored_files import stored_file
+    from service.locations import stored_file
 
     with pytest.raises(ImageDecodeError):
         stored_file(payload)

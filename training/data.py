@@ -20,9 +20,9 @@ from service.autoencoder import resize_square
 from service.config import Settings
 from service.errors import ImageDecodeError
 from service.images import sha256_hex
+from service.locations import stored_file
 from service.pipeline import decode_file
 from service.store.base import VectorStore
-from service.stored_files import stored_file
 from service.walker import iter_image_files
 
 

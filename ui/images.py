@@ -15,9 +15,9 @@ from PIL import Image
 
 from service.config import Settings
 from service.errors import ConfigError, ImageDecodeError
+from service.locations import stored_file
 from service.pipeline import decode_file
 from service.store.base import VectorStore
-from service.stored_files import stored_file
 
 THUMBNAIL_SIDE = 320
 

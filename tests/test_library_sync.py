@@ -1,0 +1,375 @@
+"""The collection stays true to the disk: deletions, moves, renames, copies and edits.
+
+Real ImageNet JPEGs, the real MobileNet export and a real embedded store. The embedder is
+wrapped to count the images it embeds, so every test can check that a move, a rename or a
+copy costs no embedding and that each new content costs exactly one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from ingest.report import IngestReport
+from ingest.runner import FolderIngester
+from ingest.sync import EmptyRootError, sync_roots
+from ingest.watch import FolderWatcher
+from service.config import Settings
+from service.embedders.mobilenet import load_mobilenet
+from service.images import sha256_hex
+from service.locations import locations_of
+from service.pipeline import EmbeddingPipeline
+from service.search import Searcher
+from service.store import open_store
+from service.store.base import PointFilter, VectorStore
+from service.store.schema import point_id_for
+from tests.conftest import make_settings
+
+Disk = dict[tuple[str, str], str]  # (root, relative path) -> sha256 of the file
+
+
+class CountingEmbedder:
+    """The real MobileNet embedder, counting the images it embeds."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.embedded = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        self.embedded += len(batch)
+        return self.inner.embed(batch)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def counting(session_models_dir: Path) -> tuple[CountingEmbedder, EmbeddingPipeline]:
+    settings = Settings(data_dir=session_models_dir.parent.parent)
+    embedder = CountingEmbedder(load_mobilenet(settings))
+    return embedder, EmbeddingPipeline(settings, [embedder])
+
+
+class Contents(list):
+    """The test photos' bytes, with a short repr (Hypothesis prints its arguments)."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} photos>"
+
+
+@pytest.fixture(scope="module")
+def contents(imagenet_dir: Path) -> list[bytes]:
+    """Ten real photos, of ten different file sizes.
+
+    An edit is recognised by a changed size or mtime; distinct sizes make every edit in
+    these tests visible however fast the file system's clock ticks.
+    """
+    by_size = {}
+    for path in sorted(imagenet_dir.glob("*.jpg")):
+        by_size.setdefault(len(path.read_bytes()), path.read_bytes())
+    assert len(by_size) >= 10
+    return Contents(list(by_size.values())[:10])
+
+
+def disk_state(roots: list[Path]) -> Disk:
+    return {
+        (str(root.resolve()), path.relative_to(root).as_posix()): sha256_hex(path.read_bytes())
+        for root in roots
+        for path in root.rglob("*.jpg")
+    }
+
+
+def check_mirror(store: VectorStore, roots: list[Path]) -> None:
+    """Every file is found at its location; no location names a missing file; one point per
+    distinct content."""
+    disk = disk_state(roots)
+    points = {r.id: r for page in store.scroll() for r in page}
+    assert set(points) == {point_id_for(sha) for sha in disk.values()}
+    for (root, path), sha in disk.items():
+        places = {loc.place for loc in locations_of(points[point_id_for(sha)].payload)}
+        assert (root, path) in places, f"{path} is not found at its location"
+    for record in points.values():
+        locations = locations_of(record.payload)
+        assert locations, "a point without a location"
+        for loc in locations:
+            assert disk.get(loc.place) == record.payload["sha256"], f"stale location {loc}"
+        first = min(loc.place for loc in locations)
+        assert (record.payload["root"], record.payload["path"]) == first
+
+
+def write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+@contextlib.contextmanager
+def fresh_store(session_models_dir: Path) -> Iterator[tuple[Path, VectorStore]]:
+    with tempfile.TemporaryDirectory(prefix="simimg-sync-") as tmp:
+        base = Path(tmp)
+        store = open_store(make_settings(base / "data", session_models_dir))
+        try:
+            yield base, store
+        finally:
+            store.close()
+
+
+# -- the user's story from the issue ---------------------------------------------------
+
+
+def test_delete_move_copy_edit_then_ingest_again(
+    tmp_path: Path, settings: Settings, counting: tuple[CountingEmbedder, EmbeddingPipeline],
+    contents: list[bytes],
+) -> None:
+    embedder, pipeline = counting
+    root = tmp_path / "photos"
+    for i in range(8):
+        write(root / f"img{i}.jpg", contents[i])
+    store = open_store(settings)
+    try:
+        ingester = FolderIngester(store, pipeline)
+        first = sync_roots(ingester, [root])
+        assert (first.added, first.found) == (8, 8)
+        before = embedder.embedded
+
+        (root / "img0.jpg").unlink()  # delete
+        (root / "sub").mkdir()
+        (root / "img1.jpg").rename(root / "sub" / "img1.jpg")  # move into a sub-folder
+        (root / "img2.jpg").rename(root / "renamed.jpg")  # rename
+        shutil.copyfile(root / "img3.jpg", root / "sub" / "copy-of-3.jpg")  # copy
+        write(root / "img4.jpg", contents[8])  # edit in place: new content
+        write(root / "img5.jpg", contents[6])  # edit in place: now a copy of img6
+
+        report = sync_roots(ingester, [root])
+        assert embedder.embedded - before == 1  # only contents[8] is new
+        assert (report.added, report.moved, report.copies, report.removed, report.edited) == (
+            1, 2, 1, 1, 2
+        )
+        assert report.unchanged == 3  # img3, img6, img7
+        assert report.points_deleted == 3  # img0 deleted, img4's and img5's old contents
+        check_mirror(store, [root])
+        assert store.count() == 6
+
+        # Search results carry every location; a moved image is found at its new path.
+        img3 = point_id_for(sha256_hex(contents[3]))
+        hits = Searcher(store, pipeline).search_by_id(img3, k=3)
+        assert hits[0].id == img3
+        assert sorted(loc["path"] for loc in hits[0].locations) == [
+            "img3.jpg", "sub/copy-of-3.jpg"
+        ]
+        moved = store.retrieve([point_id_for(sha256_hex(contents[1]))])[0]
+        assert [loc.path for loc in locations_of(moved.payload)] == ["sub/img1.jpg"]
+
+        # Deleting the first copy keeps the image: it is still on disk elsewhere.
+        (root / "img3.jpg").unlink()
+        again = sync_roots(ingester, [root])
+        assert (again.removed, again.points_deleted) == (1, 0)
+        check_mirror(store, [root])
+        unchanged = sync_roots(ingester, [root])
+        assert (unchanged.unchanged, unchanged.added, unchanged.removed) == (7, 0, 0)
+    finally:
+        store.close()
+
+
+def test_other_roots_are_left_alone_and_missing_files_can_be_kept(
+    tmp_path: Path, settings: Settings, counting: tuple[CountingEmbedder, EmbeddingPipeline],
+    contents: list[bytes],
+) -> None:
+    _, pipeline = counting
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a / "x.jpg", contents[0])
+    write(b / "y.jpg", contents[1])
+    store = open_store(settings)
+    try:
+        ingester = FolderIngester(store, pipeline)
+        sync_roots(ingester, [a])
+        sync_roots(ingester, [b])
+        (b / "y.jpg").unlink()
+        sync_roots(ingester, [a])  # b is not synced: its image stays
+        assert store.count() == 2
+        assert store.count(PointFilter(location_root=str(b.resolve()))) == 1
+
+        write(a / "z.jpg", contents[2])
+        (a / "x.jpg").unlink()
+        kept = sync_roots(ingester, [a], keep_missing=True)
+        assert (kept.added, kept.removed, store.count()) == (1, 0, 3)
+        gone = sync_roots(ingester, [a, b], allow_empty=True)  # b is empty now
+        assert (gone.removed, gone.points_deleted, store.count()) == (2, 2, 1)
+        check_mirror(store, [a, b])
+    finally:
+        store.close()
+
+
+def test_an_empty_root_is_refused_unless_allowed(
+    tmp_path: Path, settings: Settings, counting: tuple[CountingEmbedder, EmbeddingPipeline],
+    contents: list[bytes],
+) -> None:
+    _, pipeline = counting
+    root = tmp_path / "drive"
+    write(root / "a.jpg", contents[0])
+    write(root / "b.jpg", contents[1])
+    store = open_store(settings)
+    try:
+        ingester = FolderIngester(store, pipeline)
+        sync_roots(ingester, [root])
+        for path in root.iterdir():
+            path.unlink()  # the drive's mount point, without the drive
+        with pytest.raises(EmptyRootError, match=r"has no image files, .* 2 images there"):
+            sync_roots(ingester, [root])
+        assert store.count() == 2  # nothing was touched
+        report = sync_roots(ingester, [root], allow_empty=True)
+        assert (report.removed, store.count()) == (2, 0)
+    finally:
+        store.close()
+
+
+def test_a_folder_that_cannot_be_listed_is_not_taken_for_deleted(
+    tmp_path: Path, settings: Settings, counting: tuple[CountingEmbedder, EmbeddingPipeline],
+    contents: list[bytes],
+) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root lists every folder")
+    _, pipeline = counting
+    root = tmp_path / "photos"
+    write(root / "locked" / "a.jpg", contents[0])
+    store = open_store(settings)
+    try:
+        ingester = FolderIngester(store, pipeline)
+        sync_roots(ingester, [root])
+        (root / "locked").chmod(0)
+        report = sync_roots(ingester, [root])
+        assert report.removed == 0 and store.count() == 1
+    finally:
+        (root / "locked").chmod(0o755)
+        store.close()
+
+
+# -- random sequences of changes -------------------------------------------------------
+
+ROOTS = ("a", "b")
+OPS = ("add", "delete", "move", "rename", "copy", "edit", "touch")
+op_strategy = st.tuples(
+    st.sampled_from(OPS),
+    st.integers(0, 99),  # which existing file
+    st.sampled_from(ROOTS),  # target root
+    st.integers(0, 9),  # which content
+    st.sampled_from(("", "sub/", "sub/deeper/")),  # target folder
+)
+
+
+def apply_op(base: Path, op: tuple[str, int, str, int, str], contents: list[bytes],
+             serial: Iterator[int]) -> None:
+    """Apply one change to the folders under ``base`` (a no-op when it does not apply)."""
+    kind, pick, root, content, folder = op
+    files = sorted(p for r in ROOTS for p in (base / r).rglob("*.jpg"))
+    target = base / root / folder / f"f{next(serial)}.jpg"
+    if kind == "add" or not files:
+        write(target, contents[content])
+        return
+    source = files[pick % len(files)]
+    if kind == "delete":
+        source.unlink()
+    elif kind == "move":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source.rename(target)
+    elif kind == "rename":
+        source.rename(source.with_name(f"renamed{next(serial)}.jpg"))
+    elif kind == "copy":
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    elif kind == "edit":  # in place, to another content (or back to an earlier one)
+        current = source.read_bytes()
+        write(source, next(c for c in contents[content:] + contents if c != current))
+    else:  # touch: a new mtime, the same content
+        stat = source.stat()
+        os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+def stored_ids(store: VectorStore) -> set[str]:
+    return {r.id for page in store.scroll(with_payload=False) for r in page}
+
+
+# No shrinking: each example costs real ingests; a failure prints its whole op list.
+RANDOM_RUNS = settings(deadline=None, suppress_health_check=list(HealthCheck),
+                       phases=[Phase.explicit, Phase.reuse, Phase.generate])
+
+
+@settings(RANDOM_RUNS, max_examples=int(os.environ.get("SIMIMG_SYNC_EXAMPLES", "20")))
+@given(ops=st.lists(op_strategy, min_size=3, max_size=9))
+def test_random_changes_each_followed_by_an_ingest(
+    ops: list[tuple[str, int, str, int, str]], session_models_dir: Path,
+    counting: tuple[CountingEmbedder, EmbeddingPipeline], contents: list[bytes],
+) -> None:
+    embedder, pipeline = counting
+    serial = iter(range(10**6))
+    with fresh_store(session_models_dir) as (base, store):
+        roots = [base / r for r in ROOTS]
+        for root in roots:
+            root.mkdir()
+        ingester = FolderIngester(store, pipeline)
+        for op in ops:
+            apply_op(base, op, contents, serial)
+            known, before = stored_ids(store), embedder.embedded
+            sync_roots(ingester, roots, allow_empty=True)
+            check_mirror(store, roots)
+            new = {point_id_for(sha) for sha in disk_state(roots).values()} - known
+            assert embedder.embedded - before == len(new), op
+
+
+def wait_until(condition: Callable[[], object], what: str, deadline: float = 60.0) -> None:
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            condition()
+            return
+        except AssertionError:
+            if time.monotonic() > end:
+                raise AssertionError(f"timed out waiting for {what}") from None
+            time.sleep(0.1)
+
+
+@settings(RANDOM_RUNS, max_examples=int(os.environ.get("SIMIMG_WATCH_EXAMPLES", "6")))
+@given(ops=st.lists(op_strategy, min_size=3, max_size=7))
+def test_random_changes_followed_by_watch_mode(
+    ops: list[tuple[str, int, str, int, str]], session_models_dir: Path,
+    counting: tuple[CountingEmbedder, EmbeddingPipeline], contents: list[bytes],
+) -> None:
+    embedder, pipeline = counting
+    serial = iter(range(10**6))
+    with fresh_store(session_models_dir) as (base, store):
+        roots = [base / r for r in ROOTS]
+        for root in roots:
+            root.mkdir()
+        rounds: list[IngestReport] = []
+        watcher = FolderWatcher(FolderIngester(store, pipeline), roots, debounce=0.2,
+                                on_report=rounds.append)
+        watcher.start()
+        thread = threading.Thread(target=watcher.run, daemon=True)
+        thread.start()
+        try:
+            for op in ops:
+                known, before = stored_ids(store), embedder.embedded
+                synced = len(rounds)
+                apply_op(base, op, contents, serial)
+                wait_until(lambda synced=synced: check_mirror(store, roots)
+                           or _assert(len(rounds) > synced), f"the watcher to apply {op}")
+                new = {point_id_for(sha) for sha in disk_state(roots).values()} - known
+                assert embedder.embedded - before == len(new), op
+        finally:
+            watcher.stop()
+            thread.join(timeout=60)
+            watcher.close()
+
+
+def _assert(condition: bool) -> None:
+    assert condition
