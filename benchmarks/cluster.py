@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from service.atomic import atomic_write
+
 DEFAULT_CACHE = Path("/tmp")
 NOISE_SIGMA = 0.01
 
@@ -67,10 +69,8 @@ def embed_split(split: str, cache_dir: Path, batch: int = 16) -> tuple[np.ndarra
                 file=sys.stderr,
                 flush=True,
             )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".partial.npy")
-    np.save(tmp, out)
-    tmp.replace(cache)
+    with atomic_write(cache, "wb") as handle:
+        np.save(handle, out)
     return out, labels
 
 

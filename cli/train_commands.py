@@ -97,6 +97,7 @@ def reconstruct(
 
     Also makes sure the training loss curve is saved as a PNG beside the checkpoint.
     """
+    from service.atomic import atomic_write
     from service.autoencoder import (
         LOSS_CURVE_FILE,
         checkpoint_dir,
@@ -111,8 +112,8 @@ def reconstruct(
         embedder = require_autoencoder_embedder(settings)
         original = decode_file(image, settings, min_side=size)[1].image
         figure = side_by_side(original, embedder.reconstruct(original), size)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        figure.save(output, format="PNG")
+        with atomic_write(output, "wb") as handle:
+            figure.save(handle, format="PNG")
         curve = checkpoint_dir(settings, embedder.model_id) / LOSS_CURVE_FILE
         if not curve.is_file():
             plot_loss_curve(history_from_meta(embedder.meta), curve, title=embedder.model_id)

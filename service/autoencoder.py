@@ -8,10 +8,10 @@ Checkpoints live under ``settings.models_dir / "autoencoder"``::
     CURRENT                    the version ingest and search use
     PENDING                    a trained version whose re-embed has not finished yet
 
-A version directory is written under a temporary name and renamed into place, and the
-pointer files are replaced with ``os.replace``, so a crash never leaves a half-written
-checkpoint or pointer. Training code (``training/``) writes checkpoints; this module only
-reads them, so ingest and search never import the training package.
+Version directories and pointer files are published whole (:mod:`service.atomic`), so a
+crash never leaves a half-written checkpoint or pointer. Training code (``training/``)
+writes checkpoints; this module only reads them, so ingest and search never import the
+training package.
 
 Importing this module does not import torch; loading a model does.
 """
@@ -19,7 +19,6 @@ Importing this module does not import torch; loading a model does.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from service.atomic import write_text_atomic
 from service.config import Settings
 from service.embedders.base import l2_normalise
 from service.errors import ConfigError, ModelNotTrainedError, StoreError
@@ -127,28 +127,12 @@ def read_pointer(settings: Settings, name: str) -> str | None:
 
 
 def write_pointer(settings: Settings, name: str, version: str) -> None:
-    """Point ``name`` at ``version`` atomically (write a temp file, fsync, os.replace)."""
-    folder = autoencoder_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{name}.tmp"
-    with open(tmp, "w") as fh:
-        fh.write(version + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, folder / name)
-    _fsync_dir(folder)
+    """Point ``name`` at ``version`` atomically."""
+    write_text_atomic(autoencoder_dir(settings) / name, version + "\n")
 
 
 def clear_pointer(settings: Settings, name: str) -> None:
     (autoencoder_dir(settings) / name).unlink(missing_ok=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_checkpoint_meta(settings: Settings, version: str) -> dict[str, Any]:

@@ -37,6 +37,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from benchmarks.datasets import camera_roll_jpegs
+from service.atomic import is_temp_name
 from service.autoencoder import (
     CURRENT,
     LOSS_CURVE_FILE,
@@ -511,8 +512,8 @@ def test_train_killed_at_random_moments_leaves_old_or_new_model_never_half(
         ready, settle = {
             "delay": (None, 0.0),
             "training": (lambda: "val loss" in round_log(), 1.5 * epoch_s),
-            "checkpoint": (lambda: any(n.startswith(".tmp-") for n in ae_entries(settings)),
-                           0.5),
+            "checkpoint": (lambda: any(is_temp_name(n) and n.startswith(".ae-")
+                                       for n in ae_entries(settings)), 0.5),
             "reembed": (lambda: pointer_written(PENDING)
                         or "resuming pending model" in round_log(), 1.5 * reembed_s + 0.2),
             "switch": (lambda: pointer_written(CURRENT), 0.02),
@@ -555,7 +556,7 @@ def test_train_killed_at_random_moments_leaves_old_or_new_model_never_half(
     assert len(records) == len(files)
     assert all(r.payload.get(PAYLOAD_AE_MODEL) == version_b for r in records), "B everywhere"
     assert check_autoencoder_search(settings, len(records), rng.sample(files, 3))[0] == version_b
-    assert not [n for n in ae_entries(settings) if n.startswith(".tmp-")], "temp dirs pruned"
+    assert not [n for n in ae_entries(settings) if is_temp_name(n)], "temp dirs pruned"
     STATS["train_points"] = len(records)
     STATS["train_final_resumed"] = int("resumed pending model" in done.stderr)
     STATS["train_min_coverage_percent"] = min(coverage, default=100)
