@@ -41,7 +41,7 @@ def train(
     The new model replaces the old one only once every image has its new vector. If the run
     is interrupted, running the same command again resumes without retraining.
     """
-    from service.autoencoder import AutoencoderConfig
+    from service.autoencoder.config import AutoencoderConfig
     from service.collection import open_collection
     from training.driver import train_and_activate
     from training.loop import TrainConfig
@@ -98,11 +98,8 @@ def reconstruct(
     Also makes sure the training loss curve is saved as a PNG beside the checkpoint.
     """
     from service.atomic import atomic_write
-    from service.autoencoder import (
-        LOSS_CURVE_FILE,
-        checkpoint_dir,
-        require_autoencoder_embedder,
-    )
+    from service.autoencoder.files import LOSS_CURVE_FILE, checkpoint_dir
+    from service.embedders.autoencoder import require_autoencoder_embedder
     from service.pipeline import decode_file
     from training.checkpoint import history_from_meta, plot_loss_curve
 

@@ -38,19 +38,18 @@ from PIL import Image, ImageOps
 
 from benchmarks.datasets import camera_roll_jpegs
 from service.atomic import is_temp_name
-from service.autoencoder import (
+from service.autoencoder.files import (
     CURRENT,
     LOSS_CURVE_FILE,
     META_FILE,
     MODEL_FILE,
     PENDING,
-    AutoencoderEmbedder,
     autoencoder_dir,
     checkpoint_dir,
-    load_autoencoder_version,
     read_pointer,
 )
 from service.config import Settings
+from service.embedders.autoencoder import AutoencoderEmbedder, load_autoencoder_version
 from service.images import decode_image, sha256_hex
 from service.pipeline import EmbeddingPipeline, read_image_bytes
 from service.store.base import PointRecord

@@ -1,6 +1,6 @@
 """Writing versioned checkpoints, the loss-curve PNG, and finding a resumable one.
 
-The layout is defined (and read) by :mod:`service.autoencoder`; this module only writes.
+The layout is defined (and read) by :mod:`service.autoencoder.files`; this module only writes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from service.atomic import atomic_write, is_temp_name, publish_dir, remove_stale_temps_in
-from service.autoencoder import (
+from service.autoencoder.files import (
     CURRENT,
     LOSS_CURVE_FILE,
     META_FILE,
