@@ -22,7 +22,8 @@ import numpy as np
 
 from service import clustering_runs as runs
 from service.atomic import atomic_write
-from service.clustering import ClusteringResult, EpsChoice, cluster_vectors
+from service.clustering.results import ClusteringResult, EpsChoice
+from service.clustering.vectors import cluster_vectors
 from service.config import Settings
 from service.errors import ConfigError, EmptyCollectionError
 from service.store.base import PointFilter, PointRecord, VectorStore
