@@ -62,13 +62,22 @@ def atomic_write(
 ) -> Iterator[IO[Any]]:
     """A file handle whose content replaces ``path`` in one step when the block ends.
 
-    ``mode``: ``"wb"`` or ``"w"`` (text, UTF-8 unless ``encoding`` says otherwise).
+    ``mode``: ``"wb"`` or ``"w"`` (text, UTF-8 unless ``encoding`` says otherwise). A
+    symlink keeps pointing at the file, which gets the new content. A ``path`` that is not
+    a regular file (a pipe, a terminal, ``/dev/stdout`` given as an export target) has
+    nothing to replace: it is written directly.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_write writes a whole new file: mode 'w' or 'wb', not {mode!r}")
     if mode == "w" and encoding is None:
         encoding = "utf-8"
-    with atomic_path(path) as tmp, open(tmp, mode, encoding=encoding, newline=newline) as handle:
+    path = Path(path)
+    if path.exists() and not path.is_file():
+        with open(path, mode, encoding=encoding, newline=newline) as handle:
+            yield handle
+        return
+    with atomic_path(path.resolve()) as tmp, \
+            open(tmp, mode, encoding=encoding, newline=newline) as handle:
         yield handle
         handle.flush()
 

@@ -15,15 +15,18 @@ Last, a static check: no module of the app packages renames files except service
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import random
 import select
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -38,12 +41,13 @@ from service.atomic import (
     temp_siblings,
     write_bytes_atomic,
     write_json_atomic,
+    write_text_atomic,
 )
 from tests.conftest import report_case_counts
 from tests.processes import REPO, cli_env
 
 SIZE = 8 * 1024 * 1024  # large enough that a write takes several syscalls and page flushes
-LOOP_SIZE = 2 * 1024 * 1024
+LOOP_SIZE = 8 * 1024 * 1024
 LOOP_ROUNDS = int(os.environ.get("SIMIMG_ATOMIC_KILLS", "20"))
 SEED = int(os.environ.get("SIMIMG_CRASH_SEED", "0"))
 STATS: dict[str, int] = {}
@@ -55,8 +59,13 @@ import os, random, sys, time
 from pathlib import Path
 from service import atomic
 
+POOLS = {}
+
 def content(version, size):
-    return b"v%08d\\n" % version + random.Random(version).randbytes(size - 10)
+    if size not in POOLS:
+        POOLS[size] = random.Random(0).randbytes(size - 10)
+    pool, shift = POOLS[size], version * 7919 % (size - 10)
+    return b"v%08d\\n" % version + pool[shift:] + pool[:shift]
 
 def pause(name):
     if name == STEP:
@@ -108,6 +117,7 @@ print("finished", flush=True)
 _CHILD_LOOP = _CHILD_PRELUDE + """
 STEP = None
 target, version, size = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+content(version, size)  # the random pool is made before the first kill can land
 print("ready", flush=True)
 while True:
     version += 1
@@ -126,8 +136,16 @@ DIR_STEPS_BEFORE_RENAME = ["opened", "half-written", "written", "before-fsync-1"
 DIR_STEPS_AFTER_RENAME = ["after-rename", "before-fsync-4", "done"]
 
 
+@functools.cache
+def _pool(size: int) -> bytes:
+    return random.Random(0).randbytes(size - 10)
+
+
 def content(version: int, size: int) -> bytes:
-    return b"v%08d\n" % version + random.Random(version).randbytes(size - 10)
+    """Version ``version``: a header naming it, then random bytes rotated by the version
+    (as the children make it: cheap, so their time goes to writing)."""
+    pool, shift = _pool(size), version * 7919 % (size - 10)
+    return b"v%08d\n" % version + pool[shift:] + pool[:shift]
 
 
 def start_child(script: str, *args: str) -> subprocess.Popen[str]:
@@ -267,6 +285,22 @@ def test_temporaries_belong_to_exactly_one_target(tmp_path: Path) -> None:
     write_json_atomic(tmp_path / "a.b", [2])
     assert sorted(os.listdir(tmp_path)) == [".a.tmp", "a", "a.b"]
     assert json.loads((tmp_path / "a.b").read_text()) == [2]
+
+
+def test_symlinks_are_followed_and_pipes_written_directly(tmp_path: Path) -> None:
+    real, link = tmp_path / "labels.csv", tmp_path / "latest.csv"
+    real.write_text("old")
+    link.symlink_to(real)
+    write_text_atomic(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with ThreadPoolExecutor(1) as pool:
+        received = pool.submit(fifo.read_bytes)
+        write_bytes_atomic(fifo, b"through the pipe")
+        assert received.result(timeout=30) == b"through the pipe"
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["labels.csv", "latest.csv", "pipe"]
 
 
 # --------------------------------------------------------------------------- one writer
