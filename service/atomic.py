@@ -11,7 +11,7 @@ creation until the rename. A process killed mid-write leaves its temporary behin
 kernel drops the lock. Readers never see it (they open targets by exact name; temporary
 names are hidden and end in ``.tmp``), and the next write of the same target deletes it.
 The lock tells a dead writer's leftover from a live concurrent writer's temporary, which
-is left alone.
+is left alone (on a filesystem without locks, leftovers stay).
 
 This is the only module that renames files (``tests/test_atomic_write.py`` checks): new
 state writers use it instead of their own temp-and-rename.
@@ -177,8 +177,8 @@ def _remove_if_stale(tmp: Path) -> bool:
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False  # a live writer holds it
+        except OSError:
+            return False  # a live writer holds it (or locks are unsupported here: keep it)
         if not _is_same_file(tmp, fd):
             return False
         _remove(tmp)
@@ -201,7 +201,10 @@ def _locked_temp(path: Path, directory: bool) -> tuple[Path, int]:
             os.fchmod(fd, FILE_MODE)
         # Blocks only while another writer's clean-up looks at it; if that clean-up took
         # it for a dead writer's leftover and deleted it, start again with a new name.
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:  # a filesystem without locks: no clean-up can take it either
+            return tmp, fd
         if _is_same_file(tmp, fd):
             return tmp, fd
         os.close(fd)
