@@ -81,7 +81,7 @@ def cluster_vectors(
     """Cluster ``vectors`` (n x d) by cosine distance.
 
     ``eps``: a cosine distance in (0, 2), or ``"auto"`` to choose one by clustering a
-    sample at several radii (:func:`density_eps`; DBSCAN only). ``min_samples``: DBSCAN's,
+    sample at several radii (:func:`.eps.density_eps`; DBSCAN only). ``min_samples``: DBSCAN's,
     point itself included; for HDBSCAN also the minimum cluster size. ``dims``: PCA target,
     ``"auto"`` or None (see :func:`resolve_dims`).
     """
