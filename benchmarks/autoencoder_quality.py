@@ -22,7 +22,8 @@ from rich.table import Table
 
 from benchmarks.metrics import mean_average_precision_at_k, precision_at_k, raw_pixel_vectors
 from benchmarks.quality import embed_folder, labelled_folder, raw_pixels
-from service.autoencoder import AutoencoderConfig, resize_square
+from service.autoencoder.config import AutoencoderConfig
+from service.autoencoder.preprocess import resize_square
 from service.config import Settings
 from service.images import decode_image
 from service.store import open_store

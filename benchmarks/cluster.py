@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from service.atomic import atomic_write
+
 DEFAULT_CACHE = Path("/tmp")
 NOISE_SIGMA = 0.01
 
@@ -67,10 +69,8 @@ def embed_split(split: str, cache_dir: Path, batch: int = 16) -> tuple[np.ndarra
                 file=sys.stderr,
                 flush=True,
             )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".partial.npy")
-    np.save(tmp, out)
-    tmp.replace(cache)
+    with atomic_write(cache, "wb") as handle:
+        np.save(handle, out)
     return out, labels
 
 
@@ -99,7 +99,7 @@ def measure(size: int, cache_dir: Path, algorithm: str, eps: str, min_samples: i
     """One clustering run (call in a fresh process: peak RSS is the process's)."""
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    from service.clustering import cluster_vectors
+    from service.clustering.vectors import cluster_vectors
 
     vectors, labels, what = dataset(size, cache_dir)
     dims_value = None if dims == "none" else dims if dims == "auto" else int(dims)
@@ -124,7 +124,8 @@ def measure(size: int, cache_dir: Path, algorithm: str, eps: str, min_samples: i
 
 def _knee(vectors: np.ndarray, min_samples: int, dims: int | str | None) -> float:
     """The k-distance knee eps (``knee_eps``) in the space ``cluster_vectors`` will use."""
-    from service.clustering import knee_eps, reduce_dimensions, resolve_dims, unit_rows
+    from service.clustering.eps import knee_eps
+    from service.clustering.vectors import reduce_dimensions, resolve_dims, unit_rows
 
     x = unit_rows(vectors)
     target = resolve_dims(dims, *x.shape)

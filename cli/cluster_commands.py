@@ -22,7 +22,7 @@ from cli.common import (
 )
 
 if TYPE_CHECKING:
-    from service.clustering import ClusteringResult
+    from service.clustering.results import ClusteringResult
     from service.config import Settings
 
 SIZE_ROWS = 25  # cluster-size table rows before "... more"
@@ -108,7 +108,8 @@ def cluster(
     replaces every image's label. `search --cluster N` then searches one cluster.
     """
     from service.cluster_labels import cluster_collection
-    from service.clustering import ALGORITHMS, EpsChoice
+    from service.clustering.results import EpsChoice
+    from service.clustering.vectors import ALGORITHMS
     from service.collection import open_collection
 
     if algorithm not in ALGORITHMS:

@@ -41,7 +41,7 @@ def train(
     The new model replaces the old one only once every image has its new vector. If the run
     is interrupted, running the same command again resumes without retraining.
     """
-    from service.autoencoder import AutoencoderConfig
+    from service.autoencoder.config import AutoencoderConfig
     from service.collection import open_collection
     from training.driver import train_and_activate
     from training.loop import TrainConfig
@@ -97,11 +97,9 @@ def reconstruct(
 
     Also makes sure the training loss curve is saved as a PNG beside the checkpoint.
     """
-    from service.autoencoder import (
-        LOSS_CURVE_FILE,
-        checkpoint_dir,
-        require_autoencoder_embedder,
-    )
+    from service.atomic import atomic_write
+    from service.autoencoder.files import LOSS_CURVE_FILE, checkpoint_dir
+    from service.embedders.autoencoder import require_autoencoder_embedder
     from service.pipeline import decode_file
     from training.checkpoint import history_from_meta, plot_loss_curve
 
@@ -111,8 +109,8 @@ def reconstruct(
         embedder = require_autoencoder_embedder(settings)
         original = decode_file(image, settings, min_side=size)[1].image
         figure = side_by_side(original, embedder.reconstruct(original), size)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        figure.save(output, format="PNG")
+        with atomic_write(output, "wb") as handle:
+            figure.save(handle, format="PNG")
         curve = checkpoint_dir(settings, embedder.model_id) / LOSS_CURVE_FILE
         if not curve.is_file():
             plot_loss_curve(history_from_meta(embedder.meta), curve, title=embedder.model_id)

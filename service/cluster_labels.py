@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 
 from service import clustering_runs as runs
-from service.clustering import ClusteringResult, EpsChoice, cluster_vectors
+from service.atomic import atomic_write
+from service.clustering.results import ClusteringResult, EpsChoice
+from service.clustering.vectors import cluster_vectors
 from service.config import Settings
 from service.errors import ConfigError, EmptyCollectionError
 from service.store.base import PointFilter, PointRecord, VectorStore
@@ -217,7 +219,7 @@ def list_clusters(store: VectorStore, examples: int = 3) -> list[ClusterListing]
 def export_labels(store: VectorStore, path: Path) -> int:
     """Write ``id,path,root,cluster`` for every point (empty cluster = unlabelled)."""
     written = 0
-    with open(path, "w", newline="", encoding="utf-8") as handle:
+    with atomic_write(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["id", "path", "root", "cluster"])
         for record in _labelled_points(store):

@@ -1,6 +1,6 @@
 """Clustering run records in the state directory: which labelling the `cluster` payload holds.
 
-Three files per collection, all written atomically (:mod:`service.state`):
+Three files per collection, all written atomically (:mod:`service.atomic`):
 
 * ``<collection>.cluster_run.json``: the last *completed* run (what ``status`` shows).
 * ``<collection>.cluster_<run_id>.npz``: a run's labels, staged before any payload changes.
@@ -12,14 +12,13 @@ Three files per collection, all written atomically (:mod:`service.state`):
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from service.atomic import atomic_write, read_json, write_json_atomic
 from service.config import Settings
-from service.state import read_json, write_json_atomic
 
 
 def run_record_path(settings: Settings) -> Path:
@@ -60,13 +59,8 @@ def pending_run(settings: Settings) -> dict[str, Any] | None:
 def stage_labels(settings: Settings, run_id: str, ids: list[str], labels: np.ndarray) -> Path:
     """Write a run's labels to the state dir (fsynced, renamed into place)."""
     path = staged_labels_path(settings, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_write(path, "wb") as handle:
         np.savez(handle, ids=np.asarray(ids, dtype="U36"), labels=np.asarray(labels, np.int32))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     return path
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from service.state import read_json, write_json_atomic
+from service.atomic import read_json, write_json_atomic
 
 
 def _record_path(data_dir: Path) -> Path:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.autoencoder import NOT_TRAINED_MESSAGE
 from service.config import Settings
+from service.embedders.autoencoder import NOT_TRAINED_MESSAGE
 from service.embedders.base import Embedder
 from service.errors import ImageDecodeError, ModelNotTrainedError
 from service.images import DecodedImage, decode_image, sha256_hex
@@ -83,7 +83,8 @@ class EmbeddingPipeline:
         """
         if not self._follow_autoencoder:
             return
-        from service.autoencoder import CURRENT, load_autoencoder_version, read_pointer
+        from service.autoencoder.files import CURRENT, read_pointer
+        from service.embedders.autoencoder import load_autoencoder_version
 
         current = read_pointer(self.settings, CURRENT)
         if current == self._autoencoder_pointer:
@@ -165,7 +166,10 @@ def build_pipeline(settings: Settings, spaces: Sequence[str] | None = None) -> E
     ``spaces`` limits loading (e.g. only ``autoencoder`` for re-embedding); asking for the
     autoencoder before a model exists raises :class:`ModelNotTrainedError`.
     """
-    from service.autoencoder import load_autoencoder_embedder, require_autoencoder_embedder
+    from service.embedders.autoencoder import (
+        load_autoencoder_embedder,
+        require_autoencoder_embedder,
+    )
     from service.embedders.mobilenet import load_mobilenet
 
     wanted = set(spaces) if spaces is not None else {VECTOR_MOBILENET, VECTOR_AUTOENCODER}

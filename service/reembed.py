@@ -21,16 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.autoencoder import (
-    CURRENT,
-    PENDING,
-    AutoencoderEmbedder,
-    clear_pointer,
-    load_autoencoder_version,
-    read_pointer,
-    write_pointer,
-)
+from service.autoencoder.files import CURRENT, PENDING, clear_pointer, read_pointer, write_pointer
 from service.config import Settings
+from service.embedders.autoencoder import AutoencoderEmbedder, load_autoencoder_version
 from service.errors import ImageDecodeError
 from service.locations import stored_file
 from service.pipeline import decode_file

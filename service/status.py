@@ -11,7 +11,7 @@ from service.store.schema import SCHEMA_VERSION, SPACES
 
 def collection_status(settings: Settings, store: VectorStore) -> dict[str, Any]:
     """Counts per vector space and clustering state, plus the configuration."""
-    from service.autoencoder import current_model_info
+    from service.autoencoder.files import current_model_info
     from service.clustering_runs import current_run
     from service.embedders.mobilenet import mobilenet_model_info
 

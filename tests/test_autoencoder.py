@@ -14,17 +14,16 @@ from PIL import Image
 
 from benchmarks.datasets import foolbox_dir
 from ingest.runner import FolderIngester
-from service.autoencoder import (
+from service.autoencoder.config import AutoencoderConfig
+from service.autoencoder.files import (
     CURRENT,
     PENDING,
-    AutoencoderConfig,
     current_model_info,
-    load_autoencoder_embedder,
     read_pointer,
-    require_autoencoder_embedder,
     write_pointer,
 )
 from service.config import Settings
+from service.embedders.autoencoder import load_autoencoder_embedder, require_autoencoder_embedder
 from service.embedders.base import l2_normalise
 from service.errors import ModelNotTrainedError
 from service.pipeline import EmbeddingPipeline

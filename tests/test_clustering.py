@@ -31,15 +31,10 @@ from service.cluster_labels import (
     list_clusters,
     read_vectors,
 )
-from service.clustering import (
-    cluster_sizes,
-    cluster_vectors,
-    dbscan_cosine,
-    density_eps,
-    kth_neighbour_distances,
-    relabel_by_size,
-    unit_rows,
-)
+from service.clustering.dbscan import dbscan_cosine
+from service.clustering.eps import density_eps, kth_neighbour_distances
+from service.clustering.results import cluster_sizes, relabel_by_size
+from service.clustering.vectors import cluster_vectors, unit_rows
 from service.config import Settings
 from service.pipeline import EmbeddingPipeline
 from service.search import Searcher
@@ -270,8 +265,8 @@ def test_chunked_dbscan_matches_sklearn_on_real_embeddings(
 ) -> None:
     _, vectors = read_vectors(grouped_store, "mobilenet")
     x = unit_rows(vectors)
-    monkeypatch.setattr("service.clustering._CHUNK_CELLS", 7 * len(x))  # many small chunks
-    monkeypatch.setattr("service.clustering._MAX_EDGES", max_edges)
+    monkeypatch.setattr("service.clustering.dbscan._CHUNK_CELLS", 7 * len(x))  # many small chunks
+    monkeypatch.setattr("service.clustering.dbscan._MAX_EDGES", max_edges)
     for eps in (0.15, 0.3, 0.45, 0.6):
         for min_samples in (2, 3, 5):
             ours = dbscan_cosine(x, eps, min_samples)
@@ -360,11 +355,3 @@ def test_cli_cluster_and_clusters(settings: Settings, tmp_path: Path) -> None:
     result = runner.invoke(app, [*base, "cluster", "--eps", "often"])
     assert result.exit_code == 1 and "--eps" in result.output
     assert len(result.output.strip().splitlines()) == 1
-
-
-def test_cli_module_does_not_drag_in_heavy_layers() -> None:
-    """Core clustering modules stay free of cli/ui/ingest/training imports."""
-    for module in (cluster_labels, clustering_runs):
-        source = Path(module.__file__ or "").read_text()
-        assert "import cli" not in source and "from cli" not in source
-        assert "from ingest" not in source and "from ui" not in source

@@ -37,19 +37,19 @@ import pytest
 from PIL import Image, ImageOps
 
 from benchmarks.datasets import camera_roll_jpegs
-from service.autoencoder import (
+from service.atomic import is_temp_name
+from service.autoencoder.files import (
     CURRENT,
     LOSS_CURVE_FILE,
     META_FILE,
     MODEL_FILE,
     PENDING,
-    AutoencoderEmbedder,
     autoencoder_dir,
     checkpoint_dir,
-    load_autoencoder_version,
     read_pointer,
 )
 from service.config import Settings
+from service.embedders.autoencoder import AutoencoderEmbedder, load_autoencoder_version
 from service.images import decode_image, sha256_hex
 from service.locations import stored_file
 from service.pipeline import EmbeddingPipeline, read_image_bytes
@@ -511,8 +511,8 @@ def test_train_killed_at_random_moments_leaves_old_or_new_model_never_half(
         ready, settle = {
             "delay": (None, 0.0),
             "training": (lambda: "val loss" in round_log(), 1.5 * epoch_s),
-            "checkpoint": (lambda: any(n.startswith(".tmp-") for n in ae_entries(settings)),
-                           0.5),
+            "checkpoint": (lambda: any(is_temp_name(n) and n.startswith(".ae-")
+                                       for n in ae_entries(settings)), 0.5),
             "reembed": (lambda: pointer_written(PENDING)
                         or "resuming pending model" in round_log(), 1.5 * reembed_s + 0.2),
             "switch": (lambda: pointer_written(CURRENT), 0.02),
@@ -555,7 +555,7 @@ def test_train_killed_at_random_moments_leaves_old_or_new_model_never_half(
     assert len(records) == len(files)
     assert all(r.payload.get(PAYLOAD_AE_MODEL) == version_b for r in records), "B everywhere"
     assert check_autoencoder_search(settings, len(records), rng.sample(files, 3))[0] == version_b
-    assert not [n for n in ae_entries(settings) if n.startswith(".tmp-")], "temp dirs pruned"
+    assert not [n for n in ae_entries(settings) if is_temp_name(n)], "temp dirs pruned"
     STATS["train_points"] = len(records)
     STATS["train_final_resumed"] = int("resumed pending model" in done.stderr)
     STATS["train_min_coverage_percent"] = min(coverage, default=100)

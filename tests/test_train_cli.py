@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from service.autoencoder import CURRENT, current_model_info, read_pointer
+from service.autoencoder.files import CURRENT, current_model_info, read_pointer
 from service.config import Settings
 from service.store import open_store
 from service.store.base import PointFilter

@@ -1,6 +1,6 @@
 """Writing versioned checkpoints, the loss-curve PNG, and finding a resumable one.
 
-The layout is defined (and read) by :mod:`service.autoencoder`; this module only writes.
+The layout is defined (and read) by :mod:`service.autoencoder.files`; this module only writes.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +15,8 @@ from typing import Any
 
 import torch
 
-from service.autoencoder import (
+from service.atomic import atomic_write, is_temp_name, publish_dir, remove_stale_temps_in
+from service.autoencoder.files import (
     CURRENT,
     LOSS_CURVE_FILE,
     META_FILE,
@@ -37,31 +37,20 @@ def write_checkpoint(
 ) -> str:
     """Save weights, metadata and the loss curve as a new version; return its id.
 
-    Written into a hidden temporary directory, fsynced, then renamed into place.
+    Written into a hidden temporary directory, fsynced, then renamed into place
+    (:func:`service.atomic.publish_dir`).
     """
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     weights = buffer.getvalue()
     now = datetime.now(UTC)
     version = f"ae-{now:%Y%m%d-%H%M%S}-{hashlib.sha256(weights).hexdigest()[:8]}"
-    root = autoencoder_dir(settings)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{version}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     full_meta = {"version": version, "created_at": now.isoformat(timespec="seconds"), **meta}
-    _write_synced(tmp / MODEL_FILE, weights)
-    _write_synced(tmp / META_FILE, json.dumps(full_meta, indent=2).encode())
-    plot_loss_curve(history, tmp / LOSS_CURVE_FILE, title=version)
-    os.replace(tmp, checkpoint_dir(settings, version))
+    with publish_dir(checkpoint_dir(settings, version)) as folder:
+        (folder / MODEL_FILE).write_bytes(weights)
+        (folder / META_FILE).write_text(json.dumps(full_meta, indent=2))
+        plot_loss_curve(history, folder / LOSS_CURVE_FILE, title=version)
     return version
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def plot_loss_curve(history: list[EpochStats], path: Path, title: str = "") -> Path:
@@ -86,7 +75,8 @@ def plot_loss_curve(history: list[EpochStats], path: Path, title: str = "") -> P
         ax.grid(True, alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(path, format="png")
+        with atomic_write(path, "wb") as handle:  # also rewritten inside a published checkpoint
+            fig.savefig(handle, format="png")
     finally:
         plt.close(fig)
     return path
@@ -110,13 +100,14 @@ def resumable_version(settings: Settings, fingerprint: str, request: dict[str, A
 
 
 def prune_checkpoints(settings: Settings, keep: set[str]) -> list[str]:
-    """Delete version directories (and leftover temporary ones) not in ``keep``."""
+    """Delete version directories not in ``keep``, and temporary ones of killed runs."""
     root = autoencoder_dir(settings)
     removed: list[str] = []
     if not root.is_dir():
         return removed
+    remove_stale_temps_in(root)  # a concurrent run's checkpoint in the making stays
     for entry in root.iterdir():
-        if entry.is_dir() and entry.name not in keep:
+        if entry.is_dir() and entry.name not in keep and not is_temp_name(entry.name):
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry.name)
     return removed

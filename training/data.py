@@ -1,8 +1,8 @@
 """The training set: image files from the collection or a folder, decoded once into memory.
 
 Images are decoded with :func:`service.images.decode_image` and squashed to the model size
-with :func:`service.autoencoder.resize_square`, exactly as the embedder does at ingest
-time. 5,000 images at 64x64 take 61 MB as uint8, so the whole set stays in memory and
+with :func:`service.autoencoder.preprocess.resize_square`, exactly as the embedder does at
+ingest time. 5,000 images at 64x64 take 61 MB as uint8, so the whole set stays in memory and
 epochs cost no decoding. Unreadable or broken files are skipped and reported.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.autoencoder import resize_square
+from service.autoencoder.preprocess import resize_square
 from service.config import Settings
 from service.errors import ImageDecodeError
 from service.images import sha256_hex

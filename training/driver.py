@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from service.autoencoder import (
+from service.autoencoder.config import AutoencoderConfig
+from service.autoencoder.files import (
     CURRENT,
     PENDING,
-    AutoencoderConfig,
     checkpoint_dir,
     read_checkpoint_meta,
     read_pointer,

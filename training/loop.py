@@ -13,8 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from service.autoencoder import AutoencoderConfig, to_model_input
-from service.autoencoder_model import ConvAutoencoder
+from service.autoencoder.config import AutoencoderConfig
+from service.autoencoder.model import ConvAutoencoder
+from service.autoencoder.preprocess import to_model_input
 from service.errors import ConfigError
 from training.augment import augment_batch
 from training.progress import EpochStats, TrainingObserver

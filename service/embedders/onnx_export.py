@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from service.atomic import atomic_path, write_json_atomic
 
 if TYPE_CHECKING:
     import torch
@@ -63,13 +64,11 @@ def export_verified(
     """Export ``model``, compare it with eager PyTorch, and publish it atomically."""
     import torch
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
     sample = torch.from_numpy(np.random.default_rng(0).standard_normal((4, *input_shape),
                                                                        dtype=np.float32))
-    fd, tmp_name = tempfile.mkstemp(suffix=".onnx", dir=cache_dir)
-    os.close(fd)
-    tmp_path = Path(tmp_name)
-    try:
+    onnx_path = cache_dir / f"{model_id}.onnx"
+    # Verified before it is published: a bad export never replaces a good one.
+    with atomic_path(onnx_path) as tmp_path:
         with torch.inference_mode():
             expected = model(sample).numpy()
         _torch_export(model, sample, tmp_path)
@@ -81,16 +80,11 @@ def export_verified(
                 f"ONNX export of {model_id} differs from PyTorch by {diff:.2e} "
                 f"(tolerance {MAX_ABS_DIFF:.0e})"
             )
-        full_meta = {**meta, "model_id": model_id, "max_abs_diff": diff,
-                     "torch": torch.__version__}
-        onnx_path = cache_dir / f"{model_id}.onnx"
-        tmp_path.chmod(0o644)  # mkstemp makes 0600; services may run as another user
-        os.replace(tmp_path, onnx_path)
-        _write_json_atomic(cache_dir / f"{model_id}.json", full_meta)
-        log.info("exported %s to ONNX (max abs diff %.2e)", model_id, diff)
-        return OnnxExport(onnx_path, full_meta)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+    full_meta = {**meta, "model_id": model_id, "max_abs_diff": diff, "torch": torch.__version__}
+    # Written last: cached_export needs both files, so a crash in between re-exports.
+    write_json_atomic(cache_dir / f"{model_id}.json", full_meta)
+    log.info("exported %s to ONNX (max abs diff %.2e)", model_id, diff)
+    return OnnxExport(onnx_path, full_meta)
 
 
 def _torch_export(model: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:
@@ -147,8 +141,3 @@ def make_session(path: Path) -> Callable[[np.ndarray], np.ndarray]:
 
     return run
 
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    os.replace(tmp, path)

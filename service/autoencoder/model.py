@@ -1,4 +1,6 @@
-"""The convolutional autoencoder network (imports torch; kept apart so status calls stay light).
+"""The convolutional autoencoder network, and loading a checkpoint's weights into it.
+
+Imports torch: kept apart from the other autoencoder modules so status calls stay light.
 
 Encoder: four stride-2 4x4 convolutions (S -> S/16 per side), then a linear layer to the
 latent vector. Decoder: the mirror image (linear, four stride-2 transposed convolutions,
@@ -9,11 +11,15 @@ which keeps embeddings a pure function of the weights.
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import Any
 
 import torch
 from torch import nn
 
-from service.autoencoder import AutoencoderConfig
+from service.autoencoder.config import AutoencoderConfig
+from service.autoencoder.files import MODEL_FILE, checkpoint_dir, read_checkpoint_meta
+from service.config import Settings
+from service.errors import StoreError
 
 
 def _down(c_in: int, c_out: int) -> list[nn.Module]:
@@ -67,3 +73,22 @@ class ConvAutoencoder(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Centred, whitened latent vectors (not yet L2-normalised)."""
         return (self.encode(x) - self.latent_mean) @ self.whitening
+
+
+def load_model(settings: Settings, version: str) -> tuple[ConvAutoencoder, dict[str, Any]]:
+    """Rebuild the network of checkpoint ``version`` and load its weights."""
+    meta = read_checkpoint_meta(settings, version)
+    config = AutoencoderConfig.from_dict(meta["config"])
+    model = ConvAutoencoder(config)
+    path = checkpoint_dir(settings, version) / MODEL_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except (OSError, RuntimeError, ValueError) as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = " ".join(lines[:2])[:200] if lines else type(exc).__name__
+        raise StoreError(
+            f"autoencoder weights {path} cannot be loaded ({reason}); "
+            "run `simimg-admin train` again"
+        ) from None
+    return model.eval(), meta
