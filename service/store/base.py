@@ -19,6 +19,7 @@ import numpy as np
 
 from service.errors import StoreError
 from service.store import schema
+from service.store.migrations import bring_up_to_date
 from service.store.records import (
     Condition,
     Hit,
@@ -194,8 +195,6 @@ class StoreBase(ABC):
     # -- lifecycle -------------------------------------------------------------------
 
     def ensure_collection(self) -> None:
-        from service.store.migrations import bring_up_to_date
-
         created = self._create_if_missing()
         self._check_dims(self._stored_dims())
         have = self._indexed_keys()

@@ -23,10 +23,10 @@ from typing import IO, Any, TypeVar
 import numpy as np
 import qdrant_edge as qe
 
+from service.atomic import read_json, write_json_atomic
 from service.config import Settings
 from service.errors import StoreError, StoreInUseError
 from service.holder import describe_holder
-from service.state import read_json, write_json_atomic
 from service.store import schema
 from service.store.base import (
     Condition,

@@ -7,16 +7,37 @@ next open. The version record is written after each step completes, never before
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from service.errors import StoreError
 from service.store import schema
-from service.store.base import StoreBase
+from service.store.records import PointRecord
 
 _PAGE = 512
 
 
-def _add_locations(store: StoreBase) -> None:
+class VersionedStore(Protocol):
+    """What a migration needs of a store (:class:`~service.store.base.StoreBase` has it)."""
+
+    location: str
+    notify: Callable[[str], None] | None
+
+    def schema_version(self) -> int: ...
+
+    def set_schema_meta(self, **values: Any) -> None: ...
+
+    def scroll(
+        self, batch_size: int = ..., with_vectors: bool | Sequence[str] = ...,
+        where: Any = ..., with_payload: bool | Sequence[str] = ...,
+    ) -> Iterator[list[PointRecord]]: ...
+
+    def set_payload(self, payload: Mapping[str, Any], ids: Sequence[str]) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+def _add_locations(store: VersionedStore) -> None:
     """1 -> 2: each point's single ``root``/``path`` becomes its first ``locations`` entry.
 
     ``mtime_ns`` is unknown for migrated entries, so the next sync re-hashes those files
@@ -39,10 +60,10 @@ def _add_locations(store: StoreBase) -> None:
 
 
 # version N -> the step that makes it N+1
-MIGRATIONS: dict[int, Callable[[StoreBase], None]] = {1: _add_locations}
+MIGRATIONS: dict[int, Callable[[VersionedStore], None]] = {1: _add_locations}
 
 
-def bring_up_to_date(store: StoreBase, *, created: bool) -> None:
+def bring_up_to_date(store: VersionedStore, *, created: bool) -> None:
     """Stamp a new collection, migrate an older one, refuse a newer one."""
     if created:
         store.set_schema_meta(schema_version=schema.SCHEMA_VERSION)
