@@ -265,8 +265,18 @@ def status(
         print_json_line(info)
         return
     table = Table(show_header=False, title="simimg status", title_justify="left")
-    table.add_row("store", f"{info['store']} / collection {info['collection']}")
+    table.add_row(
+        "store",
+        f"{info['store']} / collection {info['collection']} (schema {info['schema_version']})",
+    )
     table.add_row("points", str(info["points"]))
+    files = info["files"]
+    table.add_row(
+        "files",
+        f"{files['locations']} in {len(files['roots'])} folders"
+        + (f", {files['missing']} missing (the next ingest of their folder removes them)"
+           if files["missing"] else ""),
+    )
     for space, count in info["vectors"].items():
         table.add_row(f"{space} vectors", str(count))
     clustering = info["clustering"]

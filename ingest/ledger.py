@@ -38,10 +38,15 @@ class KnownPlace:
 
 
 class LocationIndex:
-    """Every stored location under some roots: ``place -> KnownPlace``."""
+    """Every stored location under some roots: ``place -> [KnownPlace, ...]``.
+
+    A place is normally claimed by one point. After a sync killed between creating a new
+    content's point and taking the place from the old one, two points claim it; such a
+    place is never taken as unchanged, and the next sync gives it to the one it holds.
+    """
 
     def __init__(self) -> None:
-        self._places: dict[Place, KnownPlace] = {}
+        self._places: dict[Place, list[KnownPlace]] = defaultdict(list)
         self._by_root: dict[str, set[Place]] = defaultdict(set)
 
     @classmethod
@@ -63,11 +68,17 @@ class LocationIndex:
         return index
 
     def add(self, loc: Location, point_id: str, file_size: int | None) -> None:
-        self._places[loc.place] = KnownPlace(point_id, file_size, loc.mtime_ns)
+        self._places[loc.place].append(KnownPlace(point_id, file_size, loc.mtime_ns))
         self._by_root[loc.root].add(loc.place)
 
-    def get(self, place: Place) -> KnownPlace | None:
-        return self._places.get(place)
+    def claims(self, place: Place) -> list[KnownPlace]:
+        """The points that list ``place`` among their locations."""
+        return self._places.get(place, [])
+
+    def unchanged(self, place: Place, size: int, mtime_ns: int) -> bool:
+        """The place is claimed by one point and its file still has the recorded facts."""
+        claims = self.claims(place)
+        return len(claims) == 1 and claims[0].unchanged(size, mtime_ns)
 
     def places_under(self, root: str) -> Iterator[Place]:
         yield from sorted(self._by_root.get(root, ()))
@@ -105,24 +116,26 @@ class LocationLedger:
 
         ``new_point``: the point is being created with ``loc`` as its first location.
         """
-        known = self.index.get(loc.place)
-        if known is not None and known.point_id != point_id:
-            self.lost[known.point_id].add(loc.place)  # edited in place: the old content
-            self.edited += 1  # lost this place (and the new one gains it)
+        claims = self.index.claims(loc.place)
+        others = [c.point_id for c in claims if c.point_id != point_id]
+        for other in others:  # edited in place: the old content loses this place
+            self.lost[other].add(loc.place)
+        if others:
+            self.edited += 1
             self._edited_places.add(loc.place)
         if new_point:
             return
-        if known is not None and known.point_id == point_id:
-            if known.mtime_ns != loc.mtime_ns:
+        mine = [c for c in claims if c.point_id == point_id]
+        if mine:
+            if mine[0].mtime_ns != loc.mtime_ns:
                 self.refreshed[point_id][loc.place] = loc
             return
         self.gained[point_id][loc.place] = loc
 
     def missing(self, place: Place) -> None:
         """The file of a known place is gone."""
-        known = self.index.get(place)
-        if known is not None:
-            self.lost[known.point_id].add(place)
+        for claim in self.index.claims(place):
+            self.lost[claim.point_id].add(place)
 
     def apply(self, store: VectorStore) -> LedgerCounts:
         """Write every touched point's new ``locations``; delete points left with none."""

@@ -105,13 +105,12 @@ def _walk(root: Path, index: LocationIndex, shard: Shard | None) -> _Walked:
     for path in iter_image_files(root, shard, on_error=folder_error):
         relative = relative_posix(path, root)
         seen.add(relative)
-        known = index.get((key, relative))
-        if known is not None:
+        if index.claims((key, relative)):
             try:
                 st = os.stat(path)
             except OSError:
                 st = None
-            if st is not None and known.unchanged(st.st_size, st.st_mtime_ns):
+            if st is not None and index.unchanged((key, relative), st.st_size, st.st_mtime_ns):
                 unchanged += 1
                 continue
         to_read.append(path)

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from service.config import Settings
+from service.errors import ImageDecodeError
+from service.locations import locations_of
 from service.store.base import PointFilter, VectorStore
-from service.store.schema import SCHEMA_VERSION, SPACES
+from service.store.schema import PAYLOAD_LOCATIONS, SPACES
 
 
 def collection_status(settings: Settings, store: VectorStore) -> dict[str, Any]:
@@ -26,6 +28,28 @@ def collection_status(settings: Settings, store: VectorStore) -> dict[str, Any]:
         "autoencoder": current_model_info(settings),
         "store": store.name,
         "collection": settings.collection,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": store.schema_version(),
+        "files": file_status(store),
         "config": settings.describe(),
     }
+
+
+def file_status(store: VectorStore) -> dict[str, Any]:
+    """Locations per ingested root, and how many of them name a file that is gone.
+
+    Missing files stay in the collection until the next sync of their root (their vectors
+    are still valid); this is how many a sync would remove.
+    """
+    roots: dict[str, int] = {}
+    locations = missing = 0
+    for page in store.scroll(batch_size=1024, with_payload=[PAYLOAD_LOCATIONS]):
+        for record in page:
+            for loc in locations_of(record.payload):
+                locations += 1
+                roots[loc.root] = roots.get(loc.root, 0) + 1
+                try:
+                    present = loc.file.is_file()
+                except ImageDecodeError:  # an unsafe stored path names no file
+                    present = False
+                missing += not present
+    return {"locations": locations, "missing": missing, "roots": dict(sorted(roots.items()))}

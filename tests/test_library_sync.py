@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -373,3 +375,141 @@ def test_random_changes_followed_by_watch_mode(
 
 def _assert(condition: bool) -> None:
     assert condition
+
+
+def test_a_vanished_file_is_still_found_shown_as_missing_and_counted(
+    tmp_path: Path, settings: Settings, counting: tuple[CountingEmbedder, EmbeddingPipeline],
+    contents: list[bytes],
+) -> None:
+    from service.status import collection_status
+    from ui.images import CollectionImages
+
+    _, pipeline = counting
+    root = tmp_path / "photos"
+    for i in range(3):
+        write(root / f"img{i}.jpg", contents[i])
+    store = open_store(settings)
+    try:
+        sync_roots(FolderIngester(store, pipeline), [root])
+        (root / "img1.jpg").unlink()  # gone since the last sync
+        gone = point_id_for(sha256_hex(contents[1]))
+        hits = Searcher(store, pipeline).search_by_id(gone, k=3)
+        assert hits[0].id == gone  # its vectors are still valid
+        images = CollectionImages(store, settings)
+        tile, caption = images.tile(gone, hits[0].payload, "img1.jpg")
+        assert caption == "img1.jpg (file missing)"
+        assert tile.size == (320, 320) and tile.getpixel((5, 5)) != (0, 0, 0)
+        shown, _ = images.tile(hits[1].id, hits[1].payload, "other")
+        assert shown.size != (320, 320) or shown.getpixel((160, 160)) != tile.getpixel((160, 160))
+        files = collection_status(settings, store)["files"]
+        assert files == {"locations": 3, "missing": 1, "roots": {str(root.resolve()): 3}}
+    finally:
+        store.close()
+
+
+# -- kill -9 during a sync ---------------------------------------------------------------
+
+
+def located_state(settings: Settings) -> dict[str, list[tuple[str, str]]]:
+    """Every point with its sorted places, and a check that each has its vectors."""
+    from service.store.edge import EdgeStore
+
+    with EdgeStore(settings) as store:
+        store.ensure_collection()
+        state = {}
+        for page in store.scroll(with_vectors=["mobilenet"]):
+            for record in page:
+                assert record.vectors["mobilenet"].shape == (1280,)
+                state[record.id] = sorted(loc.place for loc in locations_of(record.payload))
+        return state
+
+
+_SLOW_WRITES_CLI = """
+import sys, time
+from service.store.edge import EdgeStore
+for name in ("_upsert_batch", "_set_payload", "_delete_points"):
+    def slowed(self, *args, _write=getattr(EdgeStore, name), **kwargs):
+        time.sleep(0.05)
+        return _write(self, *args, **kwargs)
+    setattr(EdgeStore, name, slowed)
+from cli.main import app
+app(sys.argv[1:])
+"""
+
+
+def copy_sparse(source: Path, target: Path) -> None:
+    """Copy a data directory keeping the WAL's preallocated files sparse, so the WAL's
+    growth on disk still shows when a sync starts writing."""
+    subprocess.run(["cp", "-a", "--sparse=always", str(source), str(target)], check=True)
+
+
+def slow_writes_cli(data_dir: Path, root: Path) -> list[str]:
+    """``simimg-admin ingest ROOT`` on the real store, 50 ms before each write call.
+
+    The sync's writes take milliseconds; slowed down, a kill lands among them too, not only
+    before or after them.
+    """
+    return [sys.executable, "-c", _SLOW_WRITES_CLI, "--data-dir", str(data_dir),
+            "ingest", str(root)]
+
+
+def test_sync_killed_at_random_moments_reaches_the_uninterrupted_state(
+    tmp_path: Path, session_models_dir: Path, contents: list[bytes],
+) -> None:
+    import random
+
+    from PIL import Image
+
+    from tests.processes import cli
+    from tests.test_crash_safety import run_and_kill, timed_run
+
+    rng = random.Random(int(os.environ.get("SIMIMG_CRASH_SEED", "0")))
+    settings = make_settings(tmp_path / "data", session_models_dir)
+    root = tmp_path / "library"
+    for i in range(160):  # 10 contents, 16 places each
+        write(root / f"album{i % 8}" / f"p{i}.jpg", contents[i % 10])
+    assert timed_run(cli(settings.data_dir, "ingest", str(root))) > 0
+
+    # A day of changes: moves and renames, deletions, copies, and edits to new contents.
+    files = sorted(root.rglob("*.jpg"))
+    for i, path in enumerate(files[:60]):
+        target = root / f"moved{i % 3}" / f"m{i}.jpg"
+        target.parent.mkdir(exist_ok=True)
+        path.rename(target)
+    for path in files[60:80]:
+        path.unlink()
+    for i, path in enumerate(files[80:100]):
+        shutil.copyfile(path, root / f"copy{i}.jpg")
+    for i, path in enumerate(files[100:112]):  # new contents: edited copies of the photos
+        with Image.open(path) as image:
+            image.rotate(90 * (1 + i % 3)).save(path, quality=60 + i)
+
+    reference = make_settings(tmp_path / "reference", session_models_dir)
+    shutil.rmtree(reference.data_dir)
+    shutil.copytree(settings.data_dir, reference.data_dir, symlinks=True)
+    startup_s = timed_run(cli(tmp_path / "startup", "ingest", str(tmp_path / "empty")),
+                          mkdir=tmp_path / "empty")
+    full_s = timed_run(slow_writes_cli(reference.data_dir, root))
+    before = located_state(settings)
+    expected = located_state(reference)
+    assert len(expected) == 10 + 12  # the 10 photos are all still somewhere, +12 edits
+
+    command = slow_writes_cli(settings.data_dir, root)
+    kills = int(os.environ.get("SIMIMG_SYNC_KILLS", "4"))
+    pristine = tmp_path / "pristine"
+    copy_sparse(settings.data_dir, pristine)
+    partial = 0
+    for round_number in range(kills):
+        # Each round starts from the unsynced collection: kill once, then sync to the end.
+        shutil.rmtree(settings.data_dir)
+        copy_sparse(pristine, settings.data_dir)
+        if round_number % 2 == 0:  # once the sync starts writing (the WAL grows), + <= 0.4 s
+            run_and_kill(command, settings, rng, 0, 2, "wal", settle=0.4)
+        else:  # a random moment of the run, as timed on this machine
+            delay = startup_s * 0.8 + rng.uniform(0.0, max(full_s - 0.8 * startup_s, 0.2))
+            run_and_kill(command, settings, rng, 0, 1, "at", max_delay=delay)
+        partial += located_state(settings) not in (before, expected)  # reopens whole
+        assert timed_run(command) > 0
+        assert located_state(settings) == expected
+    print(f"\nsync kills: {kills}, left a partly synced collection: {partial}")
+    assert partial > 0, "no kill landed while the sync was writing"

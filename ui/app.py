@@ -107,7 +107,7 @@ class SearchPage:
             raise gr.Error("Pick an image from the results or a cluster first.")
         with user_errors():
             results = self.searcher.search_by_id(point_id, space, _k(k), parse_cluster(cluster))
-            query = self.images.thumbnail(point_id)
+            query = self.images.preview(point_id)
             return (query, *self._outputs(results, space, query))
 
     def _reconstruction_input(self, space: str, data: bytes) -> Image.Image | None:

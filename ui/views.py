@@ -55,7 +55,9 @@ def parse_cluster(choice: str | int | None) -> int | None:
 
 def result_caption(result: SearchResult) -> str:
     cluster = "" if result.cluster is None else f" · cluster {result.cluster}"
-    return f"{result.score:.4f} · {result.path}{cluster}"
+    copies = len(result.locations) - 1
+    more = f" (+{copies} cop{'y' if copies == 1 else 'ies'})" if copies > 0 else ""
+    return f"{result.score:.4f} · {result.path}{more}{cluster}"
 
 
 def result_rows(results: list[SearchResult]) -> list[dict[str, Any]]:
