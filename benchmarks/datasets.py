@@ -258,23 +258,35 @@ def skimage_photos(dest: Path) -> list[Path]:
     """Write the real colour photos bundled with scikit-image (and scikit-learn) to ``dest``.
 
     JPEG sources stay JPEG (quality 95), PNG sources stay PNG. Names: ``<photo>.<ext>``,
-    scikit-learn's as ``sklearn_<photo>.jpg``. Missing photos are skipped.
+    scikit-learn's as ``sklearn_<photo>.jpg``. Every photo is loaded before anything is
+    written: if one cannot be (package not installed, data file absent), FileNotFoundError
+    names them all and nothing is written.
     """
     dest = Path(dest)
     params = {"skimage": list(SKIMAGE_PHOTOS), "sklearn": list(SKLEARN_PHOTOS)}
     if (record := _cached(dest, "skimage", params)) is not None:
         return [dest / rel for rel in record["files"]]
-    dest.mkdir(parents=True, exist_ok=True)
     jpeg_sources = {"rocket", "hubble_deep_field", "retina"}
-    files: list[str] = []
     jobs = [(f"skimage/{n}", n, "jpg" if n in jpeg_sources else "png") for n in SKIMAGE_PHOTOS]
     jobs += [(f"sklearn/{n}", f"sklearn_{n}", "jpg") for n in SKLEARN_PHOTOS]
-    for key, name, ext in jobs:
+    arrays: dict[str, np.ndarray] = {}
+    missing: dict[str, str] = {}  # source -> reason
+    for key, _name, _ext in jobs:
         try:
-            arr = _photo_array(key)
-        except Exception:  # an optional photo that is absent is skipped
-            continue
-        im = Image.fromarray(np.ascontiguousarray(arr[..., :3])).convert("RGB")
+            arrays[key] = _photo_array(key)
+        except Exception as exc:  # ImportError, a data file absent from the wheel, ...
+            missing[key] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    if missing:
+        reasons = sorted(set(missing.values()))
+        raise FileNotFoundError(
+            f"cannot write {len(missing)} of {len(jobs)} sample photos to {dest} "
+            f"({', '.join(missing)}): {'; '.join(reasons)}. "
+            "Install the app with `bash scripts/install.sh` (it brings scikit-image)"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+    for key, name, ext in jobs:
+        im = Image.fromarray(np.ascontiguousarray(arrays[key][..., :3])).convert("RGB")
         rel = f"{name}.{ext}"
         if ext == "jpg":
             im.save(dest / rel, quality=95)
@@ -644,8 +656,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--split", default="train", help="fashion-mnist: train, test or all")
     ap.add_argument("--upscale", type=int, default=None, help="fashion-mnist: output side px")
     ap.add_argument("--side", type=int, default=512, help="camera-roll: long side px")
+    ap.add_argument(
+        "--expect", action="append", default=[], metavar="FILE",
+        help="fail unless FILE (relative to DEST) is among the files written; repeatable",
+    )
     args = ap.parse_args(argv)
+    try:
+        return _export(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {args.kind}: {exc}", file=sys.stderr)
+        return 1
 
+
+def _flatten(labelled: dict[str, list[Path]] | None) -> list[Path]:
+    return [path for paths in (labelled or {}).values() for path in paths]
+
+
+def _check_written(dest: Path, paths: list[Path], expect: Sequence[str]) -> None:
+    """Raise FileNotFoundError unless images were written and every ``expect`` is one of them."""
+    written = {path.relative_to(dest).as_posix() for path in paths if path.is_file()}
+    absent = [name for name in expect if name not in written]
+    if not written or absent:
+        raise FileNotFoundError(
+            f"wrote {len(written)} images to {dest}"
+            + (f", not {', '.join(absent)}" if absent else "")
+        )
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Write the data set ``args`` asks for, check ``--expect``, print what was written."""
     t0 = time.perf_counter()
     labelled: dict[str, list[Path]] | None = None
     flat: list[Path] | None = None
@@ -664,6 +703,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         flat = camera_roll_jpegs(args.dest, args.count, side=args.side, seed=args.seed)
     took = time.perf_counter() - t0
+    _check_written(args.dest, flat if flat is not None else _flatten(labelled), args.expect)
 
     if labelled is not None:
         for label, paths in labelled.items():

@@ -14,8 +14,10 @@ ADMIN=.venv/bin/simimg-admin
 SAMPLES=./samples
 
 # Real images: 20 ImageNet photos (foolbox) and 11 photos bundled with scikit-image/-learn.
-"$PY" -m benchmarks.datasets foolbox "$SAMPLES/imagenet"
-"$PY" -m benchmarks.datasets skimage "$SAMPLES/photos"
+# Each step fails at once, in one line, if it cannot write its images or the ones named
+# below (--expect).
+"$PY" -m benchmarks.datasets foolbox "$SAMPLES/imagenet" --expect imagenet_05_853.jpg
+"$PY" -m benchmarks.datasets skimage "$SAMPLES/photos" --expect chelsea.png
 "$ADMIN" ingest "$SAMPLES/imagenet"
 "$ADMIN" ingest "$SAMPLES/photos"
 

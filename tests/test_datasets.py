@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from benchmarks import datasets as ds
+
+REPO = Path(__file__).resolve().parent.parent
 
 needs_fashion = pytest.mark.skipif(
     not (ds.FASHION_MNIST_ROOT / "train-images-idx3-ubyte.gz").is_file(),
@@ -43,6 +47,40 @@ def test_skimage_photos_are_real_colour_images(tmp_path: Path) -> None:
     for p in paths:
         with Image.open(p) as im:
             assert im.mode == "RGB" and min(im.size) >= 200
+    assert len(paths) == len(ds.SKIMAGE_PHOTOS) + len(ds.SKLEARN_PHOTOS)
+
+
+def _datasets_cli(*args: str, block: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m benchmarks.datasets ARGS`` in a subprocess; ``block``: a package made
+    unimportable there, as on a machine where it is not installed."""
+    code = "import runpy, sys\n"
+    if block:
+        code += f"sys.modules[{block!r}] = None\n"
+    code += "runpy.run_module('benchmarks.datasets', run_name='__main__')"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          cwd=REPO, timeout=120, check=False)
+
+
+def test_skimage_step_without_scikit_image_fails_at_once_naming_it(tmp_path: Path) -> None:
+    dest = tmp_path / "photos"
+    done = _datasets_cli("skimage", str(dest), "--expect", "chelsea.png", block="skimage")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: skimage: cannot write 9 of 11 sample photos")
+    assert "skimage/chelsea" in lines[0] and "ModuleNotFoundError" in lines[0]
+    assert "scripts/install.sh" in lines[0]
+    assert not dest.exists()  # nothing half-written, no export record
+
+
+def test_expect_names_a_file_the_step_did_not_write(tmp_path: Path) -> None:
+    done = _datasets_cli("foolbox", str(tmp_path), "--expect", "imagenet_05_853.jpg",
+                         "--expect", "chelsea.png")
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: foolbox: wrote 20 images to {tmp_path}, not chelsea.png"
+    ok = _datasets_cli("foolbox", str(tmp_path), "--expect", "imagenet_05_853.jpg")
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.splitlines()[-1].startswith(f"20 images in {tmp_path}")
 
 
 @needs_fashion
