@@ -26,9 +26,12 @@ from ingest.report import IngestReport
 from ingest.runner import FolderIngester
 from ingest.watch import FolderWatcher, PendingFiles
 from service.errors import ConfigError
+from service.images import sha256_hex
+from service.locations import locations_of
 from service.pipeline import EmbeddingPipeline
 from service.store import open_store
 from service.store.base import VectorStore
+from service.store.schema import point_id_for
 from service.walker import Shard, iter_image_files
 from tests.conftest import make_settings
 
@@ -232,20 +235,28 @@ def test_watch_ingests_files_added_after_start(
     assert sum(r.added for r in rounds) == 3
 
 
-def test_watch_ingests_changed_content_and_skips_repeats(
+def test_watch_applies_edits_copies_and_deletions(
     running_watcher: tuple[Path, FolderWatcher, list[IngestReport]],
     store: VectorStore, imagenet_dir: Path,
 ) -> None:
     folder, watcher, _ = running_watcher
     images = sorted(imagenet_dir.glob("*.jpg"))
+    first, second = (point_id_for(sha256_hex(images[i].read_bytes())) for i in (3, 4))
+
+    def stored() -> dict[str, list[str]]:
+        return {r.id: sorted(loc.path for loc in locations_of(r.payload))
+                for page in store.scroll() for r in page}
+
     target = folder / "photo.jpg"
     shutil.copyfile(images[3], target)
-    wait_for(lambda: store.count() == 1, "the first image to be stored")
-    shutil.copyfile(images[4], target)  # same name, new content: a new point
-    wait_for(lambda: store.count() == 2, "the replaced image to be stored")
-    shutil.copyfile(images[3], folder / "same-as-first.jpg")  # known content
-    wait_for(lambda: watcher.total.already_stored >= 1, "the repeat to be recognised")
-    assert store.count() == 2
+    wait_for(lambda: stored() == {first: ["photo.jpg"]}, "the first image to be stored")
+    shutil.copyfile(images[4], target)  # same name, new content: the place moves to it
+    wait_for(lambda: stored() == {second: ["photo.jpg"]}, "the edit to be applied")
+    shutil.copyfile(images[4], folder / "copy.jpg")  # known content: one more location
+    wait_for(lambda: stored() == {second: ["copy.jpg", "photo.jpg"]}, "the copy")
+    assert watcher.total.already_stored >= 1
+    target.unlink()
+    wait_for(lambda: stored() == {second: ["copy.jpg"]}, "the deletion to be applied")
 
 
 def test_cli_watch_picks_up_a_new_file_and_stops_on_ctrl_c(
