@@ -35,6 +35,7 @@ from watchdog.observers.polling import PollingObserver
 from ingest.report import IngestReport
 from ingest.runner import FolderIngester
 from ingest.sync import EmptyRootError, sync_roots
+from service.errors import SimimgError
 from service.images import is_image_name
 from service.walker import Shard, relative_posix
 
@@ -115,12 +116,14 @@ class _Handler(FileSystemEventHandler):
         paths = [event.src_path]
         if event.event_type == EVENT_TYPE_MOVED:
             paths.append(event.dest_path)
-        for raw in paths:
+        # A file seen leaving (not a drive detaching, which sends no such event per file).
+        removal = event.event_type in (EVENT_TYPE_DELETED, EVENT_TYPE_MOVED)
+        for index, raw in enumerate(paths):
             path = Path(raw if isinstance(raw, str) else raw.decode())
             if event.is_directory:
-                self._watcher.folder_changed(path)
+                self._watcher.folder_changed(path, removal=removal and index == 0)
             else:
-                self._watcher.offer(path)
+                self._watcher.offer(path, removal=removal and index == 0)
 
 
 class FolderWatcher:
@@ -158,6 +161,7 @@ class FolderWatcher:
         self._clock = clock
         self._debounce = debounce
         self._changed_at: float | None = None  # last event of the round not yet synced
+        self._removals_seen = False  # files were seen leaving during this round
         self._events = threading.Lock()
         self._stop = threading.Event()
         self._tick = min(0.25, max(debounce / 4, 0.02))
@@ -186,20 +190,24 @@ class FolderWatcher:
             return False
         return is_image_name(path) and (self.shard is None or self.shard.owns(relative))
 
-    def offer(self, path: Path) -> None:
-        """Note a change of ``path`` if this watcher is responsible for it."""
+    def offer(self, path: Path, removal: bool = False) -> None:
+        """Note a change of ``path`` if this watcher is responsible for it.
+
+        ``removal``: the file was seen being deleted or moved away.
+        """
         if self.accepts(path):
             self.pending.touch(path)
-            self._note_change()
+            self._note_change(removal)
 
-    def folder_changed(self, path: Path) -> None:
+    def folder_changed(self, path: Path, removal: bool = False) -> None:
         """A folder below a root appeared, vanished or moved: its files did too."""
         if self._relative(path) is not None:
-            self._note_change()
+            self._note_change(removal)
 
-    def _note_change(self) -> None:
+    def _note_change(self, removal: bool = False) -> None:
         with self._events:
             self._changed_at = self._clock()
+            self._removals_seen = self._removals_seen or removal
 
     def start(self) -> None:
         """Start receiving file events (call before listing the folder, to miss nothing)."""
@@ -231,13 +239,19 @@ class FolderWatcher:
     def _sync(self) -> None:
         with self._events:
             self._changed_at = None  # events from now on start the next round
+            removals, self._removals_seen = self._removals_seen, False
         try:
+            # A root emptied by deletions the watcher saw is empty for real; one that is
+            # empty without them (an unmounted drive) is refused as in a plain ingest.
             report = sync_roots(
-                self.ingester, self.roots, shard=self.shard, keep_missing=self.keep_missing
+                self.ingester, self.roots, shard=self.shard, keep_missing=self.keep_missing,
+                allow_empty=removals,
             )
-        except EmptyRootError as exc:
+        except Exception as exc:  # a long-running watcher reports and tries again later
             if self.on_error:
-                self.on_error(str(exc))
+                self.on_error(str(exc) if isinstance(exc, SimimgError) else repr(exc))
+            if not isinstance(exc, EmptyRootError):
+                self._note_change(removals)  # retry after the next quiet period
             return
         self.total.merge(report)
         self.total.seconds += report.seconds
