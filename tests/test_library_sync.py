@@ -39,6 +39,7 @@ from service.store.schema import point_id_for
 from tests.conftest import make_settings
 
 Disk = dict[tuple[str, str], str]  # (root, relative path) -> sha256 of the file
+ROOTS = ("a", "b")
 
 
 class CountingEmbedder:
@@ -54,6 +55,9 @@ class CountingEmbedder:
     def embed(self, batch: np.ndarray) -> np.ndarray:
         self.embedded += len(batch)
         return self.inner.embed(batch)  # type: ignore[attr-defined]
+
+
+Counting = tuple[CountingEmbedder, EmbeddingPipeline]
 
 
 @pytest.fixture(scope="module")
@@ -116,12 +120,16 @@ def write(path: Path, data: bytes) -> None:
 
 
 @contextlib.contextmanager
-def fresh_store(session_models_dir: Path) -> Iterator[tuple[Path, VectorStore]]:
+def two_roots(session_models_dir: Path) -> Iterator[tuple[Path, list[Path], VectorStore]]:
+    """A fresh store and the empty folders ``a`` and ``b`` (one Hypothesis example each)."""
     with tempfile.TemporaryDirectory(prefix="simimg-sync-") as tmp:
         base = Path(tmp)
+        roots = [base / r for r in ROOTS]
+        for root in roots:
+            root.mkdir()
         store = open_store(make_settings(base / "data", session_models_dir))
         try:
-            yield base, store
+            yield base, roots, store
         finally:
             store.close()
 
@@ -130,109 +138,97 @@ def fresh_store(session_models_dir: Path) -> Iterator[tuple[Path, VectorStore]]:
 
 
 def test_delete_move_copy_edit_then_ingest_again(
-    tmp_path: Path, settings: Settings, counting: tuple[CountingEmbedder, EmbeddingPipeline],
+    tmp_path: Path, settings: Settings, store: VectorStore, counting: Counting,
     contents: list[bytes],
 ) -> None:
     embedder, pipeline = counting
     root = tmp_path / "photos"
     for i in range(8):
         write(root / f"img{i}.jpg", contents[i])
-    store = open_store(settings)
-    try:
-        ingester = FolderIngester(store, pipeline)
-        first = sync_roots(ingester, [root])
-        assert (first.added, first.found) == (8, 8)
-        before = embedder.embedded
+    ingester = FolderIngester(store, pipeline)
+    first = sync_roots(ingester, [root])
+    assert (first.added, first.found) == (8, 8)
+    before = embedder.embedded
 
-        (root / "img0.jpg").unlink()  # delete
-        (root / "sub").mkdir()
-        (root / "img1.jpg").rename(root / "sub" / "img1.jpg")  # move into a sub-folder
-        (root / "img2.jpg").rename(root / "renamed.jpg")  # rename
-        shutil.copyfile(root / "img3.jpg", root / "sub" / "copy-of-3.jpg")  # copy
-        write(root / "img4.jpg", contents[8])  # edit in place: new content
-        write(root / "img5.jpg", contents[6])  # edit in place: now a copy of img6
+    (root / "img0.jpg").unlink()  # delete
+    (root / "sub").mkdir()
+    (root / "img1.jpg").rename(root / "sub" / "img1.jpg")  # move into a sub-folder
+    (root / "img2.jpg").rename(root / "renamed.jpg")  # rename
+    shutil.copyfile(root / "img3.jpg", root / "sub" / "copy-of-3.jpg")  # copy
+    write(root / "img4.jpg", contents[8])  # edit in place: new content
+    write(root / "img5.jpg", contents[6])  # edit in place: now a copy of img6
 
-        report = sync_roots(ingester, [root])
-        assert embedder.embedded - before == 1  # only contents[8] is new
-        assert (report.added, report.moved, report.copies, report.removed, report.edited) == (
-            1, 2, 1, 1, 2
-        )
-        assert report.unchanged == 3  # img3, img6, img7
-        assert report.points_deleted == 3  # img0 deleted, img4's and img5's old contents
-        check_mirror(store, [root])
-        assert store.count() == 6
+    report = sync_roots(ingester, [root])
+    assert embedder.embedded - before == 1  # only contents[8] is new
+    assert (report.added, report.moved, report.copies, report.removed, report.edited) == (
+        1, 2, 1, 1, 2
+    )
+    assert report.unchanged == 3  # img3, img6, img7
+    assert report.points_deleted == 3  # img0 deleted, img4's and img5's old contents
+    check_mirror(store, [root])
+    assert store.count() == 6
 
-        # Search results carry every location; a moved image is found at its new path.
-        img3 = point_id_for(sha256_hex(contents[3]))
-        hits = Searcher(store, pipeline).search_by_id(img3, k=3)
-        assert hits[0].id == img3
-        assert sorted(loc["path"] for loc in hits[0].locations) == [
-            "img3.jpg", "sub/copy-of-3.jpg"
-        ]
-        moved = store.retrieve([point_id_for(sha256_hex(contents[1]))])[0]
-        assert [loc.path for loc in locations_of(moved.payload)] == ["sub/img1.jpg"]
+    # Search results carry every location; a moved image is found at its new path.
+    img3 = point_id_for(sha256_hex(contents[3]))
+    hits = Searcher(store, pipeline).search_by_id(img3, k=3)
+    assert hits[0].id == img3
+    assert sorted(loc["path"] for loc in hits[0].locations) == [
+        "img3.jpg", "sub/copy-of-3.jpg"
+    ]
+    moved = store.retrieve([point_id_for(sha256_hex(contents[1]))])[0]
+    assert [loc.path for loc in locations_of(moved.payload)] == ["sub/img1.jpg"]
 
-        # Deleting the first copy keeps the image: it is still on disk elsewhere.
-        (root / "img3.jpg").unlink()
-        again = sync_roots(ingester, [root])
-        assert (again.removed, again.points_deleted) == (1, 0)
-        check_mirror(store, [root])
-        unchanged = sync_roots(ingester, [root])
-        assert (unchanged.unchanged, unchanged.added, unchanged.removed) == (7, 0, 0)
-    finally:
-        store.close()
+    # Deleting the first copy keeps the image: it is still on disk elsewhere.
+    (root / "img3.jpg").unlink()
+    again = sync_roots(ingester, [root])
+    assert (again.removed, again.points_deleted) == (1, 0)
+    check_mirror(store, [root])
+    unchanged = sync_roots(ingester, [root])
+    assert (unchanged.unchanged, unchanged.added, unchanged.removed) == (7, 0, 0)
 
 
 def test_other_roots_are_left_alone_and_missing_files_can_be_kept(
-    tmp_path: Path, settings: Settings, counting: tuple[CountingEmbedder, EmbeddingPipeline],
+    tmp_path: Path, settings: Settings, store: VectorStore, counting: Counting,
     contents: list[bytes],
 ) -> None:
     _, pipeline = counting
     a, b = tmp_path / "a", tmp_path / "b"
     write(a / "x.jpg", contents[0])
     write(b / "y.jpg", contents[1])
-    store = open_store(settings)
-    try:
-        ingester = FolderIngester(store, pipeline)
-        sync_roots(ingester, [a])
-        sync_roots(ingester, [b])
-        (b / "y.jpg").unlink()
-        sync_roots(ingester, [a])  # b is not synced: its image stays
-        assert store.count() == 2
-        assert store.count(PointFilter(location_root=str(b.resolve()))) == 1
+    ingester = FolderIngester(store, pipeline)
+    sync_roots(ingester, [a])
+    sync_roots(ingester, [b])
+    (b / "y.jpg").unlink()
+    sync_roots(ingester, [a])  # b is not synced: its image stays
+    assert store.count() == 2
+    assert store.count(PointFilter(location_root=str(b.resolve()))) == 1
 
-        write(a / "z.jpg", contents[2])
-        (a / "x.jpg").unlink()
-        kept = sync_roots(ingester, [a], keep_missing=True)
-        assert (kept.added, kept.removed, store.count()) == (1, 0, 3)
-        gone = sync_roots(ingester, [a, b], allow_empty=True)  # b is empty now
-        assert (gone.removed, gone.points_deleted, store.count()) == (2, 2, 1)
-        check_mirror(store, [a, b])
-    finally:
-        store.close()
+    write(a / "z.jpg", contents[2])
+    (a / "x.jpg").unlink()
+    kept = sync_roots(ingester, [a], keep_missing=True)
+    assert (kept.added, kept.removed, store.count()) == (1, 0, 3)
+    gone = sync_roots(ingester, [a, b], allow_empty=True)  # b is empty now
+    assert (gone.removed, gone.points_deleted, store.count()) == (2, 2, 1)
+    check_mirror(store, [a, b])
 
 
 def test_an_empty_root_is_refused_unless_allowed(
-    tmp_path: Path, settings: Settings, counting: tuple[CountingEmbedder, EmbeddingPipeline],
+    tmp_path: Path, settings: Settings, store: VectorStore, counting: Counting,
     contents: list[bytes],
 ) -> None:
     _, pipeline = counting
     root = tmp_path / "drive"
     write(root / "a.jpg", contents[0])
     write(root / "b.jpg", contents[1])
-    store = open_store(settings)
-    try:
-        ingester = FolderIngester(store, pipeline)
+    ingester = FolderIngester(store, pipeline)
+    sync_roots(ingester, [root])
+    for path in root.iterdir():
+        path.unlink()  # the drive's mount point, without the drive
+    with pytest.raises(EmptyRootError, match=r"has no image files, .* 2 images there"):
         sync_roots(ingester, [root])
-        for path in root.iterdir():
-            path.unlink()  # the drive's mount point, without the drive
-        with pytest.raises(EmptyRootError, match=r"has no image files, .* 2 images there"):
-            sync_roots(ingester, [root])
-        assert store.count() == 2  # nothing was touched
-        report = sync_roots(ingester, [root], allow_empty=True)
-        assert (report.removed, store.count()) == (2, 0)
-    finally:
-        store.close()
+    assert store.count() == 2  # nothing was touched
+    report = sync_roots(ingester, [root], allow_empty=True)
+    assert (report.removed, store.count()) == (2, 0)
 
 
 def test_a_folder_that_cannot_be_listed_is_not_taken_for_deleted(
@@ -258,7 +254,6 @@ def test_a_folder_that_cannot_be_listed_is_not_taken_for_deleted(
 
 # -- random sequences of changes -------------------------------------------------------
 
-ROOTS = ("a", "b")
 OPS = ("add", "delete", "move", "rename", "copy", "edit", "touch")
 op_strategy = st.tuples(
     st.sampled_from(OPS),
@@ -310,14 +305,11 @@ RANDOM_RUNS = settings(deadline=None, suppress_health_check=list(HealthCheck),
 @given(ops=st.lists(op_strategy, min_size=3, max_size=9))
 def test_random_changes_each_followed_by_an_ingest(
     ops: list[tuple[str, int, str, int, str]], session_models_dir: Path,
-    counting: tuple[CountingEmbedder, EmbeddingPipeline], contents: list[bytes],
+    counting: Counting, contents: list[bytes],
 ) -> None:
     embedder, pipeline = counting
     serial = iter(range(10**6))
-    with fresh_store(session_models_dir) as (base, store):
-        roots = [base / r for r in ROOTS]
-        for root in roots:
-            root.mkdir()
+    with two_roots(session_models_dir) as (base, roots, store):
         ingester = FolderIngester(store, pipeline)
         for op in ops:
             apply_op(base, op, contents, serial)
@@ -348,14 +340,11 @@ def wait_until(condition: Callable[[], object], what: str, deadline: float = 60.
               ("move", 0, "a", 7, "sub/")])
 def test_random_changes_followed_by_watch_mode(
     ops: list[tuple[str, int, str, int, str]], session_models_dir: Path,
-    counting: tuple[CountingEmbedder, EmbeddingPipeline], contents: list[bytes],
+    counting: Counting, contents: list[bytes],
 ) -> None:
     embedder, pipeline = counting
     serial = iter(range(10**6))
-    with fresh_store(session_models_dir) as (base, store):
-        roots = [base / r for r in ROOTS]
-        for root in roots:
-            root.mkdir()
+    with two_roots(session_models_dir) as (base, roots, store):
         rounds: list[IngestReport] = []
         watcher = FolderWatcher(FolderIngester(store, pipeline), roots, debounce=0.2,
                                 on_report=rounds.append)
@@ -382,7 +371,7 @@ def _assert(condition: bool) -> None:
 
 
 def test_a_vanished_file_is_still_found_shown_as_missing_and_counted(
-    tmp_path: Path, settings: Settings, counting: tuple[CountingEmbedder, EmbeddingPipeline],
+    tmp_path: Path, settings: Settings, store: VectorStore, counting: Counting,
     contents: list[bytes],
 ) -> None:
     from service.status import collection_status
@@ -392,23 +381,19 @@ def test_a_vanished_file_is_still_found_shown_as_missing_and_counted(
     root = tmp_path / "photos"
     for i in range(3):
         write(root / f"img{i}.jpg", contents[i])
-    store = open_store(settings)
-    try:
-        sync_roots(FolderIngester(store, pipeline), [root])
-        (root / "img1.jpg").unlink()  # gone since the last sync
-        gone = point_id_for(sha256_hex(contents[1]))
-        hits = Searcher(store, pipeline).search_by_id(gone, k=3)
-        assert hits[0].id == gone  # its vectors are still valid
-        images = CollectionImages(store, settings)
-        tile, caption = images.tile(gone, hits[0].payload, "img1.jpg")
-        assert caption == "img1.jpg (file missing)"
-        assert tile.size == (320, 320) and tile.getpixel((5, 5)) != (0, 0, 0)
-        shown, _ = images.tile(hits[1].id, hits[1].payload, "other")
-        assert shown.size != (320, 320) or shown.getpixel((160, 160)) != tile.getpixel((160, 160))
-        files = collection_status(settings, store)["files"]
-        assert files == {"locations": 3, "missing": 1, "roots": {str(root.resolve()): 3}}
-    finally:
-        store.close()
+    sync_roots(FolderIngester(store, pipeline), [root])
+    (root / "img1.jpg").unlink()  # gone since the last sync
+    gone = point_id_for(sha256_hex(contents[1]))
+    hits = Searcher(store, pipeline).search_by_id(gone, k=3)
+    assert hits[0].id == gone  # its vectors are still valid
+    images = CollectionImages(store, settings)
+    tile, caption = images.tile(gone, hits[0].payload, "img1.jpg")
+    assert caption == "img1.jpg (file missing)"
+    assert tile.size == (320, 320) and tile.getpixel((5, 5)) != (0, 0, 0)
+    shown, _ = images.tile(hits[1].id, hits[1].payload, "other")
+    assert shown.size != (320, 320) or shown.getpixel((160, 160)) != tile.getpixel((160, 160))
+    files = collection_status(settings, store)["files"]
+    assert files == {"locations": 3, "missing": 1, "roots": {str(root.resolve()): 3}}
 
 
 # -- kill -9 during a sync ---------------------------------------------------------------
