@@ -173,17 +173,17 @@ def ingest(
 def _run_sync(
     ingester: FolderIngester, folders: list[Path], shard: Shard | None, **options: bool
 ) -> IngestReport:
-    from ingest.sync import sync_roots
+    from ingest.sync import plan_sync, run_sync
 
+    with err.status(f"scanning {', '.join(map(str, folders))}"):
+        plan = plan_sync(ingester.store, folders, shard=shard, **options)
     with progress_bar() as progress:
         task = progress.add_task(f"sync {', '.join(map(str, folders))}", total=None)
-        return sync_roots(
+        return run_sync(
             ingester,
-            folders,
-            shard=shard,
+            plan,
             on_total=lambda total: progress.update(task, total=total),
             on_progress=lambda n: progress.advance(task, n),
-            **options,
         )
 
 

@@ -30,6 +30,7 @@ from ingest.ledger import LocationIndex, LocationLedger
 from ingest.report import IngestReport
 from ingest.runner import FolderIngester, ProgressCallback
 from service.errors import ConfigError
+from service.store.base import VectorStore
 from service.walker import Shard, iter_image_files, relative_posix
 
 
@@ -46,6 +47,75 @@ class _Walked:
     unlistable: list[tuple[str, str]]  # (relative folder, reason)
 
 
+@dataclass(frozen=True)
+class SyncPlan:
+    """What a sync will read: the known places and each root's walk (nothing written yet)."""
+
+    index: LocationIndex
+    walks: list[_Walked]
+    shard: Shard | None
+    keep_missing: bool
+
+    @property
+    def files(self) -> int:
+        return sum(len(w.to_read) + w.unchanged for w in self.walks)
+
+
+def plan_sync(
+    store: VectorStore,
+    roots: Sequence[Path],
+    *,
+    shard: Shard | None = None,
+    keep_missing: bool = False,
+    allow_empty: bool = False,
+) -> SyncPlan:
+    """Read what the collection knows under ``roots`` and walk them; refuse an emptied root.
+
+    Raises :class:`EmptyRootError` before anything is changed.
+    """
+    resolved = list(dict.fromkeys(root.resolve() for root in roots))
+    index = LocationIndex.load(store, [str(root) for root in resolved])
+    walks = [_walk(root, index, shard) for root in resolved]
+    if not (allow_empty or keep_missing):
+        for walk in walks:
+            _refuse_empty(walk, index)
+    return SyncPlan(index, walks, shard, keep_missing)
+
+
+def run_sync(
+    ingester: FolderIngester,
+    plan: SyncPlan,
+    *,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> IngestReport:
+    """Carry out ``plan``: read and embed what changed, then write the locations."""
+    started = time.perf_counter()
+    if on_total:
+        on_total(plan.files)
+    if on_progress:
+        on_progress(sum(w.unchanged for w in plan.walks))
+    ledger = LocationLedger(plan.index)
+    report = IngestReport(root=", ".join(str(w.root) for w in plan.walks))
+    for walk in plan.walks:
+        part = ingester.ingest(walk.root, walk.to_read, on_progress, ledger=ledger)
+        report.merge(part)
+        report.found += walk.unchanged
+        report.already_stored += walk.unchanged
+        report.unchanged += walk.unchanged
+        report.failed.extend(walk.unlistable)
+        if not plan.keep_missing:
+            for place in _missing(walk, plan.index, plan.shard):
+                ledger.missing(place)
+    counts = ledger.apply(ingester.store)
+    report.moved, report.copies, report.removed = counts.moved, counts.copies, counts.removed
+    report.edited = ledger.edited
+    report.unchanged += counts.refreshed
+    report.points_deleted = counts.points_deleted
+    report.seconds = time.perf_counter() - started
+    return report
+
+
 def sync_roots(
     ingester: FolderIngester,
     roots: Sequence[Path],
@@ -58,34 +128,10 @@ def sync_roots(
 ) -> IngestReport:
     """Reconcile the collection with ``roots`` (see the module docstring); one report."""
     started = time.perf_counter()
-    resolved = list(dict.fromkeys(root.resolve() for root in roots))
-    index = LocationIndex.load(ingester.store, [str(root) for root in resolved])
-    walks = [_walk(root, index, shard) for root in resolved]
-    if not (allow_empty or keep_missing):
-        for walk in walks:
-            _refuse_empty(walk, index)
-    if on_total:
-        on_total(sum(len(w.to_read) + w.unchanged for w in walks))
-    if on_progress:
-        on_progress(sum(w.unchanged for w in walks))
-
-    ledger = LocationLedger(index)
-    report = IngestReport(root=", ".join(str(root) for root in resolved))
-    for walk in walks:
-        part = ingester.ingest(walk.root, walk.to_read, on_progress, ledger=ledger)
-        report.merge(part)
-        report.found += walk.unchanged
-        report.already_stored += walk.unchanged
-        report.unchanged += walk.unchanged
-        report.failed.extend(walk.unlistable)
-        if not keep_missing:
-            for place in _missing(walk, index, shard):
-                ledger.missing(place)
-    counts = ledger.apply(ingester.store)
-    report.moved, report.copies, report.removed = counts.moved, counts.copies, counts.removed
-    report.edited = ledger.edited
-    report.unchanged += counts.refreshed
-    report.points_deleted = counts.points_deleted
+    plan = plan_sync(
+        ingester.store, roots, shard=shard, keep_missing=keep_missing, allow_empty=allow_empty
+    )
+    report = run_sync(ingester, plan, on_total=on_total, on_progress=on_progress)
     report.seconds = time.perf_counter() - started
     return report
 

@@ -502,3 +502,32 @@ def test_sync_killed_at_random_moments_reaches_the_uninterrupted_state(
         assert located_state(settings) == expected
     print(f"\nsync kills: {kills}, left a partly synced collection: {partial}")
     assert partial > 0, "no kill landed while the sync was writing"
+
+
+def test_cli_refuses_an_emptied_folder_in_one_line_and_reports_the_sync(
+    tmp_path: Path, settings: Settings, contents: list[bytes],
+) -> None:
+    import json
+
+    from tests.processes import run_admin
+
+    root = tmp_path / "drive"
+    write(root / "a.jpg", contents[0])
+    write(root / "sub" / "b.jpg", contents[1])
+    assert run_admin(settings, "ingest", str(root)).returncode == 0
+    (root / "sub" / "b.jpg").rename(root / "b-renamed.jpg")
+    moved = run_admin(settings, "ingest", str(root), "--json")
+    assert moved.returncode == 0, moved.stderr
+    summary = json.loads(moved.stdout.strip().splitlines()[-1])
+    assert (summary["added"], summary["moved"], summary["unchanged"]) == (0, 1, 1)
+
+    for path in root.rglob("*.jpg"):
+        path.unlink()
+    refused = run_admin(settings, "ingest", str(root))
+    assert refused.returncode == 1
+    message = refused.stderr.strip().splitlines()
+    assert len(message) == 1 and "--allow-empty" in message[0] and str(root) in message[0]
+    allowed = run_admin(settings, "ingest", str(root), "--allow-empty", "--json")
+    assert allowed.returncode == 0, allowed.stderr
+    summary = json.loads(allowed.stdout.strip().splitlines()[-1])
+    assert (summary["removed"], summary["points_deleted"]) == (2, 2)
