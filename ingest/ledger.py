@@ -83,9 +83,6 @@ class LocationIndex:
     def places_under(self, root: str) -> Iterator[Place]:
         yield from sorted(self._by_root.get(root, ()))
 
-    def count_under(self, root: str) -> int:
-        return len(self._by_root.get(root, ()))
-
 
 @dataclass
 class LedgerCounts:

@@ -78,7 +78,7 @@ def plan_sync(
     walks = [_walk(root, index, shard) for root in resolved]
     if not (allow_empty or keep_missing):
         for walk in walks:
-            _refuse_empty(walk, index)
+            _refuse_empty(walk, index, shard)
     return SyncPlan(index, walks, shard, keep_missing)
 
 
@@ -181,8 +181,10 @@ def _missing(walk: _Walked, index: LocationIndex, shard: Shard | None) -> list[t
     return gone
 
 
-def _refuse_empty(walk: _Walked, index: LocationIndex) -> None:
-    known = index.count_under(str(walk.root))
+def _refuse_empty(walk: _Walked, index: LocationIndex, shard: Shard | None) -> None:
+    known = sum(
+        shard is None or shard.owns(path) for _, path in index.places_under(str(walk.root))
+    )
     if known and not walk.seen and not walk.unlistable:
         raise EmptyRootError(
             f"{walk.root} has no image files, but the collection has {known} "

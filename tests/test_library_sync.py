@@ -36,6 +36,7 @@ from service.search import Searcher
 from service.store import open_store
 from service.store.base import PointFilter, VectorStore
 from service.store.schema import point_id_for
+from service.walker import Shard
 from tests.conftest import make_settings
 
 Disk = dict[tuple[str, str], str]  # (root, relative path) -> sha256 of the file
@@ -227,6 +228,10 @@ def test_an_empty_root_is_refused_unless_allowed(
     with pytest.raises(EmptyRootError, match=r"has no image files, .* 2 images there"):
         sync_roots(ingester, [root])
     assert store.count() == 2  # nothing was touched
+    # A shard worker that owns none of the images has nothing to refuse or remove.
+    shard = next(Shard(i, 8) for i in range(8)
+                 if not any(Shard(i, 8).owns(p) for p in ("a.jpg", "b.jpg")))
+    assert sync_roots(ingester, [root], shard=shard).removed == 0
     report = sync_roots(ingester, [root], allow_empty=True)
     assert (report.removed, store.count()) == (2, 0)
 
