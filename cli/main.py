@@ -12,6 +12,7 @@ from rich.table import Table
 from cli.common import (
     GlobalOptions,
     err,
+    fail,
     notice,
     out,
     print_json_line,
@@ -21,6 +22,7 @@ from cli.common import (
     settings_from,
     user_errors,
 )
+from cli.remote import run_job, service_client
 from ingest.report import IngestReport
 from service.search import SEARCH_MODES, SearchResult
 
@@ -116,6 +118,16 @@ def ingest(
     with user_errors():
         settings = settings_from(ctx, batch_size=batch_size, decode_workers=workers)
         selected = Shard.parse(shard) if shard else None
+        if (client := service_client(settings)) is not None:
+            if watch:
+                raise fail("the running service holds the collection: keep folders in sync "
+                           "with `simimg-admin serve --watch FOLDER` instead of ingest --watch")
+            body = {"kind": "ingest", "folder": str(folder.resolve())}
+            if shard:
+                body["shard"] = shard
+            result = run_job(client, body, label=f"ingest {folder}")
+            _print_ingest_report(IngestReport.from_json(result), as_json)
+            return
         store = open_collection(settings, notify=notice)
         try:
             ingester = FolderIngester(store, build_pipeline(settings))
@@ -195,6 +207,11 @@ def search(
         require_file(image, "query image")
     with user_errors():
         settings = settings_from(ctx)
+        if (client := service_client(settings)) is not None:
+            for image in images:
+                found = client.search(image, space, k, cluster, settings.max_file_bytes)
+                _print_results(image, [SearchResult(**r) for r in found], as_json)
+            return
         store = open_collection(settings, notify=notice)
         try:
             searcher = Searcher(store, build_pipeline(settings))
@@ -231,11 +248,14 @@ def status(
 
     with user_errors():
         settings = settings_from(ctx)
-        store = open_collection(settings, notify=notice)
-        try:
-            info = collection_status(settings, store)
-        finally:
-            store.close()
+        if (client := service_client(settings)) is not None:
+            info = client.status()
+        else:
+            store = open_collection(settings, notify=notice)
+            try:
+                info = collection_status(settings, store)
+            finally:
+                store.close()
     if as_json:
         print_json_line(info)
         return

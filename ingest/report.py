@@ -21,6 +21,16 @@ class IngestReport:
         processed = self.added + self.already_stored + self.duplicates
         return processed / self.seconds if self.seconds > 0 else 0.0
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IngestReport:
+        """The report back from :meth:`to_json` (an ingest job's result)."""
+        return cls(
+            root=data["root"], found=data["found"], added=data["added"],
+            already_stored=data["already_stored"], duplicates=data["duplicates"],
+            failed=[(item["path"], item["reason"]) for item in data["failed"]],
+            seconds=float(data["seconds"]),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "root": self.root,

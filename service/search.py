@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import ConfigError, EmptyCollectionError
+from service.errors import ConfigError, EmptyCollectionError, PointNotFoundError
 from service.pipeline import EmbeddingPipeline, PreparedImage
 from service.store.base import Hit, PointFilter, VectorStore
 from service.store.schema import (
@@ -78,7 +78,7 @@ class Searcher:
         spaces = self._spaces(space, k)
         records = self.store.retrieve([point_id], with_vectors=spaces)
         if not records:
-            raise ConfigError(f"no image with id {point_id} in the collection")
+            raise PointNotFoundError(f"no image with id {point_id} in the collection")
         stored = records[0].vectors
         missing = [name for name in spaces if name not in stored]
         if missing:

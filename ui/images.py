@@ -1,70 +1,51 @@
 """Images the page may show: only files stored in the collection, looked up by point id.
 
 No request ever names a file. The page sends a point id; the file is found from that
-point's payload (``root`` / ``path``), must lie inside its ingested root, and is decoded
-through the shared decoder into a PIL thumbnail, so Gradio never serves a collection path.
+point's payload (``root`` / ``path``), must lie inside its ingested root, and its thumbnail
+comes from the shared on-disk cache (:class:`~service.thumbnails.ThumbnailCache`), the
+same files the REST API serves. Each cache file is written once, atomically, before the
+page names it, and Gradio serves it in place (a static path: never copied, never
+rewritten while a response reads it).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from pathlib import Path
-from threading import Lock
-
+import gradio as gr
 from PIL import Image
 
 from service.config import Settings
-from service.errors import ConfigError, ImageDecodeError
-from service.pipeline import decode_file
+from service.errors import ImageDecodeError
 from service.store.base import VectorStore
-from service.stored_files import stored_file
+from service.thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailCache, write_once
 
-THUMBNAIL_SIDE = 320
+THUMBNAIL_SIDE = DEFAULT_THUMBNAIL_SIZE
 
 
 class CollectionImages:
-    """Thumbnails of stored images by point id, with a small in-memory cache."""
+    """Thumbnail files of stored images by point id, for Gradio to serve."""
 
-    def __init__(self, store: VectorStore, settings: Settings, cache_size: int = 512) -> None:
+    def __init__(self, store: VectorStore, settings: Settings,
+                 cache: ThumbnailCache | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, int], Image.Image] = OrderedDict()
-        self._lock = Lock()
+        self.cache = cache or ThumbnailCache(store, settings)
+        self.cache.root.mkdir(parents=True, exist_ok=True)
+        gr.set_static_paths([self.cache.root])
+        self._unavailable = self.cache.root / "unavailable.jpg"
 
-    def thumbnail(self, point_id: str, side: int = THUMBNAIL_SIDE) -> Image.Image:
-        """The image of stored point ``point_id``, at most ``side`` pixels on its long side."""
-        records = self.store.retrieve([point_id])
-        if not records:
-            raise ConfigError(f"no image with id {point_id} in the collection")
-        return self.from_payload(point_id, records[0].payload, side)
+    def thumbnail(self, point_id: str, side: int = THUMBNAIL_SIDE) -> str:
+        """The thumbnail file of stored point ``point_id``."""
+        return str(self.cache.get(point_id, side).path)
 
-    def from_payload(
-        self, point_id: str, payload: dict, side: int = THUMBNAIL_SIDE
-    ) -> Image.Image:
-        """Thumbnail of a point whose payload came from the store (a hit or a record)."""
-        key = (point_id, side)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        image = self._load(stored_file(payload), side)
-        with self._lock:
-            self._cache[key] = image
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return image
-
-    def _load(self, file: Path, side: int) -> Image.Image:
-        _, decoded = decode_file(file, self.settings, min_side=side, source=file.name)
-        image = decoded.image.copy()
-        image.thumbnail((side, side), Image.Resampling.LANCZOS)
-        return image
-
-    def tile(self, point_id: str, payload: dict, caption: str) -> tuple[Image.Image, str]:
+    def tile(self, point_id: str, payload: dict, caption: str) -> tuple[str, str]:
         """A gallery tile; a grey square when the stored file is gone or unreadable."""
         try:
-            return self.from_payload(point_id, payload), caption
+            return str(self.cache.from_payload(point_id, payload, THUMBNAIL_SIDE).path), caption
         except ImageDecodeError:
+            return self._grey(), f"{caption} (file unavailable)"
+
+    def _grey(self) -> str:
+        if not self._unavailable.is_file():
             grey = Image.new("RGB", (THUMBNAIL_SIDE, THUMBNAIL_SIDE), (200, 200, 200))
-            return grey, f"{caption} (file unavailable)"
+            write_once(self._unavailable, grey)
+        return str(self._unavailable)
