@@ -3,3 +3,5 @@
 This package sits above ``service``, ``ingest``, ``training`` and ``ui`` (it may import all
 four); only ``cli`` imports it.
 """
+
+API_PREFIX = "/api/v1"

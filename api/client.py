@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from api.routes import PREFIX
+from api import API_PREFIX as PREFIX
 from service.errors import SimimgError
 from service.holder import holding_service
 from service.pipeline import read_image_bytes

@@ -16,6 +16,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Upload
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
+from api import API_PREFIX
 from api.jobs import Job
 from api.security import TRUSTED_SCOPE_KEY
 from api.service import SimimgService
@@ -24,7 +25,7 @@ from service.search import FUSED, MAX_K, SearchResult
 from service.store.schema import SPACES
 from service.thumbnails import DEFAULT_THUMBNAIL_SIZE
 
-PREFIX = "/api/v1"
+PREFIX = API_PREFIX
 router = APIRouter(prefix=PREFIX)
 SPACE_HELP = f"Vector space: {', '.join((*SPACES, FUSED))}"
 

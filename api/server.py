@@ -32,10 +32,11 @@ def run_service(
     watch: Sequence[Path] = (),
     notify: Callable[[str], None] | None = None,
     on_start: Callable[[SimimgService], None] | None = None,
+    watch_poll: bool = False,
 ) -> None:
     """Serve until SIGINT/SIGTERM; then stop the jobs (recorded as interrupted) and close."""
     check_bind(host, settings.api_key)
-    service = SimimgService(settings, watch, notify)
+    service = SimimgService(settings, watch, notify, watch_poll=watch_poll)
     try:
         app = create_app(service)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning",

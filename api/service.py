@@ -46,6 +46,7 @@ class SimimgService:
         watch: Sequence[Path] = (),
         notify: Callable[[str], None] | None = None,
         watch_debounce: float = 2.0,
+        watch_poll: bool = False,
     ) -> None:
         self.settings = settings
         self.token = secrets.token_urlsafe(32)  # proves a local caller (see service.holder)
@@ -66,6 +67,7 @@ class SimimgService:
             self._known_roots: set[Path] | None = None
             self._watchers: list[tuple[FolderWatcher, threading.Thread]] = []
             self._watch_debounce = watch_debounce
+            self._watch_poll = watch_poll
         except BaseException:
             self.store.close()
             raise
@@ -90,7 +92,7 @@ class SimimgService:
         """Queue a full ingest of ``root``, then keep ingesting files as they arrive."""
         ingester = _LockedIngester(self.store, self.write_pipeline(), self.write_lock)
         watcher = FolderWatcher(
-            ingester, root, debounce=self._watch_debounce,
+            ingester, root, debounce=self._watch_debounce, polling=self._watch_poll,
             on_report=lambda report: self.notify(
                 f"watch {report.root}: added {report.added}, failed {len(report.failed)}"
             ),

@@ -20,8 +20,10 @@ if TYPE_CHECKING:
 
 def service_client(settings: Settings) -> ServiceClient | None:
     """A client of the running service holding the data directory (embedded store only)."""
-    if settings.uses_server:
-        return None
+    from service.holder import holding_service
+
+    if settings.uses_server or holding_service(settings.data_dir) is None:
+        return None  # the common case decided without loading the HTTP client
     from api.client import running_service
 
     client = running_service(settings.data_dir, settings.api_key)

@@ -27,6 +27,11 @@ def serve(
         typer.Option("--watch", help="Keep this folder in sync (ingest it, then every new "
                      "file); repeat for more folders"),
     ] = None,
+    watch_poll: Annotated[
+        bool,
+        typer.Option("--watch-poll", help="With --watch: poll file stats instead of OS events "
+                     "(network shares, Docker Desktop bind mounts)"),
+    ] = False,
 ) -> None:
     """Serve the search page at http://HOST:PORT/ and the REST API at /api/v1 until Ctrl-C.
 
@@ -47,4 +52,5 @@ def serve(
             err.print(f"serving {count} images at http://{host}:{port}/ "
                       f"(REST API: /api/v1/docs){where}", highlight=False, soft_wrap=True)
 
-        run_service(settings, host, port, folders, notify=notice, on_start=started)
+        run_service(settings, host, port, folders, notify=notice, on_start=started,
+                    watch_poll=watch_poll)
