@@ -60,6 +60,9 @@ class UploadLimit:
                 await _json(send, 411, "length_required",
                             "send the upload with a Content-Length header")
                 return
+            if length is not None and not length.isdigit():
+                await _json(send, 400, "bad_request", "Content-Length is not a number")
+                return
             if length is not None and int(length) > self.limit:
                 await _json(send, 413, "too_large",
                             f"request of {int(length):,} bytes is over the limit of "

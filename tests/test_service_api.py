@@ -367,4 +367,10 @@ def test_page_serves_the_thumbnail_cache_files(service: Service) -> None:
         assert Path(tile["image"]).name == f"{result['id']}.jpg"
         api_copy = service.http.get(f"/api/v1/points/{result['id']}/thumbnail").content
         assert Path(tile["image"]).read_bytes() == api_copy
+    # the page names the cache file itself (never a copy) and lets the browser keep it
+    cached = (service.settings.data_dir / "cache" / "thumbnails" / "320" / rest[0]["id"][:2]
+              / f"{rest[0]['id']}.jpg")
+    served = service.http.get(f"/gradio_api/file={cached}")
+    assert served.status_code == 200 and served.content == cached.read_bytes()
+    assert "immutable" in served.headers["cache-control"] and served.headers["etag"]
 
