@@ -350,6 +350,7 @@ def test_concurrent_page_and_rest_clients_never_fail(service: Service) -> None:
 
     report = run_load(service.url, [service.photos / q for q in QUERIES], page_clients=8,
                       rest_clients=8, searches=3, api_key=KEY)
+    print(f"\nservice load (20 points): {json.dumps(report)}")
     assert report["failures"] == [], report["failures"][:3]
     assert report["page"]["requests"] >= 8 * 3 and report["rest"]["requests"] >= 8 * 3 * 7
 
