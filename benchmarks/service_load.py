@@ -38,13 +38,20 @@ def _check_image(data: bytes) -> None:
 
 def _page_client(url: str, queries: list[Path], searches: int, offset: int, api_key: str | None,
                  out: dict[str, Any]) -> None:
-    from gradio_client import Client, handle_file
+    from gradio_client import Client
 
     import ui  # noqa: F401  (disables Gradio analytics before gradio is imported)
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
-    downloads = tempfile.mkdtemp(prefix="simimg-load-")
-    client = Client(url + "/", headers=headers, verbose=False, download_files=downloads)
+    with tempfile.TemporaryDirectory(prefix="simimg-load-") as downloads:
+        client = Client(url + "/", headers=headers, verbose=False, download_files=downloads)
+        _page_searches(client, queries, searches, offset, out)
+
+
+def _page_searches(client: Any, queries: list[Path], searches: int, offset: int,
+                   out: dict[str, Any]) -> None:
+    from gradio_client import handle_file
+
     for i in range(searches):
         query = queries[(offset + i) % len(queries)]
         started = time.perf_counter()

@@ -24,12 +24,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_process(settings: object, *args: str, timeout: float = 300) -> Iterator[str]:
-    """Serve ``settings.data_dir`` on a free loopback port; yields the base URL."""
+def serve_process(settings: object, *args: str, env: dict[str, str] | None = None,
+                  timeout: float = 300) -> Iterator[str]:
+    """Serve ``settings.data_dir`` on a free loopback port (``env``: extra variables);
+    yields the base URL."""
     port = free_port()
+    extra = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIMIMG_", "QDRANT_"))}
     env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO),
-               SIMIMG_DATA_DIR=str(settings.data_dir))  # type: ignore[attr-defined]
+               SIMIMG_DATA_DIR=str(settings.data_dir), **extra)  # type: ignore[attr-defined]
     server = subprocess.Popen([sys.executable, "-m", "cli", "serve", "--port", str(port), *args],
                               env=env, cwd=REPO, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
