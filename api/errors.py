@@ -4,6 +4,8 @@ that fits: 400 bad argument, 401 key, 403 folder not allowed, 404 unknown id, 40
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -21,6 +23,8 @@ from service.errors import (
     StoreError,
     StoreInUseError,
 )
+
+log = logging.getLogger("simimg.api")
 
 # Most specific first: the first class the error is an instance of decides.
 STATUS_OF: list[tuple[type[SimimgError], int, str]] = [
@@ -56,6 +60,12 @@ def install_error_handlers(app: FastAPI) -> None:
             where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
             problems.append(f"{where}: {error.get('msg')}")
         return error_response(400, "bad_request", "; ".join(problems) or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "internal_error",
+                              f"{type(exc).__name__}: {exc}".splitlines()[0])
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

@@ -133,8 +133,7 @@ def search(
         raise ImageTooLargeError(
             f"{source}: upload is over the limit of {limit:,} bytes (SIMIMG_MAX_FILE_BYTES)"
         )
-    prepared = service.searcher.prepare(data, source)
-    return _results(service.searcher.search(prepared, space, k, cluster), min_score)
+    return _results(service.searcher.search(data, space, k, cluster, source), min_score)
 
 
 @router.get("/points/{point_id}/similar", response_model=SearchResponse,

@@ -64,10 +64,14 @@ class Searcher:
         space: str = "mobilenet",
         k: int = 6,
         cluster: int | None = None,
+        source: str | None = None,
     ) -> list[SearchResult]:
-        """Top-``k`` images most similar to ``query`` in ``space`` (or ``fused``)."""
+        """Top-``k`` images most similar to ``query`` in ``space`` (or ``fused``).
+
+        ``source`` names an upload in error messages (default: the path, or "upload").
+        """
         spaces = self._spaces(space, k)
-        prepared = query if isinstance(query, PreparedImage) else self.prepare(query)
+        prepared = query if isinstance(query, PreparedImage) else self.prepare(query, source)
         vectors = self.pipeline.embed([prepared], spaces)
         return self.search_vectors({name: vectors[name][0] for name in spaces}, k, cluster)
 

@@ -311,6 +311,35 @@ def test_ingest_job_allowed_roots_and_conflicts(service: Service) -> None:
     assert sum(c["size"] for c in clusters["clusters"]) == finished["result"]["points"]
 
 
+def test_cli_cluster_and_clusters_then_a_train_job(service: Service) -> None:
+    note = f"done by the running service at {service.url}"
+    clustered = subprocess.run([*ADMIN, "cluster", "--min-samples", "2", "--json"],
+                               env=service.env, capture_output=True, text=True, check=False)
+    assert clustered.returncode == 0, clustered.stderr
+    assert note in clustered.stderr and "eps = " in clustered.stderr
+    run = json.loads(clustered.stdout)
+    listed = subprocess.run([*ADMIN, "clusters", "--json", "--examples", "1"], env=service.env,
+                            capture_output=True, text=True, check=False)
+    assert listed.returncode == 0, listed.stderr
+    lines = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sum(item["size"] for item in lines) == run["points"]
+    api = service.http.get("/api/v1/clusters", params={"examples": 1}).json()
+    assert api["run"]["run_id"] == run["run_id"] and api["clusters"] == lines
+    bad = subprocess.run([*ADMIN, "cluster", "--eps", "often"], env=service.env,
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 1 and "--eps" in bad.stderr
+
+    job = service.http.post("/api/v1/jobs", json={"kind": "train", "epochs": 1,
+                                                  "image_size": 32, "batch_size": 16})
+    assert job.status_code == 202, job.text
+    trained = _wait(service, job.json()["id"])
+    assert trained["state"] == "done", trained
+    assert trained["result"]["reembed"]["embedded"] == run["points"]
+    assert any("epoch" in line for line in trained["messages"])
+    found = _search(service, "coffee.png", k="5", space="autoencoder")
+    assert found.status_code == 200 and len(found.json()["results"]) == 5
+
+
 # -- after the jobs: ingest through the CLI ---------------------------------------------
 
 
