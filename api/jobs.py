@@ -142,6 +142,9 @@ class JobRunner:
             except (OSError, ValueError, TypeError):
                 continue
         jobs.sort(key=lambda job: job.created_at)
+        for old in jobs[:-_KEEP_RECORDS]:  # keep the directory small: the newest records
+            if old.state not in ACTIVE:
+                (self.directory / f"{old.id}.json").unlink(missing_ok=True)
         for job in jobs[-_KEEP_RECORDS:]:
             if job.state in ACTIVE:
                 job.state = INTERRUPTED
