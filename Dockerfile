@@ -1,5 +1,5 @@
-# simimg: the admin CLI, the web UI (`simimg-admin serve`) and the ingest worker
-# (`simimg-admin ingest DIR --watch`) in one image. Used by docker-compose.yml.
+# simimg: the admin CLI and the service (`simimg-admin serve`: page, REST API, jobs, --watch)
+# in one image. Used by docker-compose.yml.
 FROM python:3.11-slim-bookworm
 
 ENV PIP_NO_CACHE_DIR=1 \

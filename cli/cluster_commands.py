@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import Progress, TaskID
@@ -20,6 +20,7 @@ from cli.common import (
     settings_from,
     user_errors,
 )
+from cli.remote import run_job, service_client
 
 if TYPE_CHECKING:
     from service.clustering.results import ClusteringResult
@@ -43,27 +44,6 @@ def _phase_reporter(progress: Progress) -> Callable[[str, int, int], None]:
         progress.update(tasks[phase], completed=done, total=total)
 
     return report
-
-
-def _parse_eps(eps: str) -> float | str:
-    if eps == "auto":
-        return eps
-    try:
-        value = float(eps)
-    except ValueError:
-        raise fail(f"--eps must be 'auto' or a number, got {eps!r}") from None
-    if not 0 < value < 2:
-        raise fail(f"--eps is a cosine distance and must be in (0, 2), got {value}")
-    return value
-
-
-def _parse_dims(dims: str) -> int | str | None:
-    if dims in ("auto", "none"):
-        return None if dims == "none" else dims
-    try:
-        return int(dims)
-    except ValueError:
-        raise fail(f"--dims must be 'auto', 'none' or an integer, got {dims!r}") from None
 
 
 def _model_id(settings: Settings, space: str) -> str | None:
@@ -108,52 +88,62 @@ def cluster(
     replaces every image's label. `search --cluster N` then searches one cluster.
     """
     from service.cluster_labels import cluster_collection
+    from service.cluster_options import parse_cluster_options
     from service.clustering.results import EpsChoice
-    from service.clustering.vectors import ALGORITHMS
     from service.collection import open_collection
 
-    if algorithm not in ALGORITHMS:
-        raise fail(f"--algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
-    if min_samples < 1:
-        raise fail(f"--min-samples must be at least 1, got {min_samples}")
-    eps_value = _parse_eps(eps)
-    if algorithm == "hdbscan" and eps != "auto":
-        raise fail("--eps applies to dbscan only; hdbscan needs no radius")
-    dims_value = _parse_dims(dims)
+    with user_errors():
+        options = parse_cluster_options(space, eps, min_samples, algorithm, dims)
 
     def show_eps(choice: EpsChoice) -> None:
         err.print(f"eps = {choice.eps:.4f}: {choice.reason}", highlight=False)
 
     def show_result(result: ClusteringResult) -> None:
         if not as_json:
-            _print_result(result)
+            _print_result(result.summary(), result.sizes())
 
     with user_errors():
         settings = settings_from(ctx)
+        if (client := service_client(settings)) is not None:
+            summary = run_job(client, {"kind": "cluster", **options.to_json()}, "items/s")
+            sizes = [tuple(item) for item in summary.pop("sizes")]
+            labelled = summary.pop("labelled")
+            if not as_json:
+                _print_result(summary, sizes)
+            _print_run(summary, sizes, labelled, as_json)
+            return
         store = open_collection(settings, notify=notice)
         try:
-            model_id = _model_id(settings, space)
+            model_id = _model_id(settings, options.space)
             with progress_bar("items/s") as progress:
                 run = cluster_collection(
-                    settings, store, space=space, eps=eps_value, min_samples=min_samples,
-                    algorithm=algorithm, dims=dims_value, model_id=model_id,
+                    settings, store, space=options.space, eps=options.eps,
+                    min_samples=options.min_samples, algorithm=options.algorithm,
+                    dims=options.dims, model_id=model_id,
                     progress=_phase_reporter(progress), on_eps=show_eps, on_result=show_result,
                 )
         finally:
             store.close()
+    _print_run(run.record, run.result.sizes(), len(run.ids), as_json)
+
+
+def _print_run(
+    record: dict[str, Any], sizes: list[tuple[int, int]], labelled: int, as_json: bool
+) -> None:
     if as_json:
-        print_json_line({**run.record, "sizes": run.result.sizes()})
+        print_json_line({**record, "sizes": sizes})
     else:
-        err.print(f"labels written to {len(run.ids)} images (run {run.record['run_id']}, "
-                  f"{run.result.seconds:.1f}s clustering)", highlight=False)
+        err.print(f"labels written to {labelled} images (run {record['run_id']}, "
+                  f"{record['seconds']:.1f}s clustering)", highlight=False)
 
 
-def _print_result(result: ClusteringResult) -> None:
-    eps = "" if result.eps is None else f"eps {result.eps:.4f}, "
-    out.print(f"estimated clusters: {result.n_clusters}, noise images: {result.n_noise} "
-              f"of {result.labels.size} ({result.algorithm}, {eps}"
-              f"min_samples {result.min_samples}, {result.dims} dims)", highlight=False)
-    sizes = result.sizes()
+def _print_result(summary: dict[str, Any], sizes: list[tuple[int, int]]) -> None:
+    """The clustering outcome (``ClusteringResult.summary()``) and its cluster sizes."""
+    eps = "" if summary["eps"] is None else f"eps {summary['eps']:.4f}, "
+    points = summary["points"]
+    out.print(f"estimated clusters: {summary['clusters']}, noise images: {summary['noise']} "
+              f"of {points} ({summary['algorithm']}, {eps}"
+              f"min_samples {summary['min_samples']}, {summary['dims']} dims)", highlight=False)
     table = Table(title="cluster sizes", title_justify="left")
     table.add_column("cluster", justify="right")
     table.add_column("images", justify="right")
@@ -162,11 +152,11 @@ def _print_result(result: ClusteringResult) -> None:
     if len(sizes) > SIZE_ROWS:
         rest = sizes[SIZE_ROWS:]
         table.add_row(f"{len(rest)} more", str(sum(s for _, s in rest)))
-    table.add_row("noise (-1)", str(result.n_noise))
+    table.add_row("noise (-1)", str(summary["noise"]))
     out.print(table)
-    if sizes and sizes[0][1] > 0.5 * result.labels.size and result.eps is not None:
-        err.print(f"warning: one cluster holds {sizes[0][1]} of {result.labels.size} images: "
-                  f"eps {result.eps:.4f} chains groups together; try a smaller --eps "
+    if sizes and sizes[0][1] > 0.5 * points and summary["eps"] is not None:
+        err.print(f"warning: one cluster holds {sizes[0][1]} of {points} images: "
+                  f"eps {summary['eps']:.4f} chains groups together; try a smaller --eps "
                   "(e.g. 0.7x) or --algorithm hdbscan", highlight=False)
 
 
@@ -181,23 +171,32 @@ def clusters(
     ] = False,
 ) -> None:
     """List the clusters of the current labelling with their sizes and example images."""
-    from service.cluster_labels import export_labels, list_clusters
+    from service.cluster_labels import ClusterListing, export_labels, list_clusters
     from service.clustering_runs import current_run
     from service.collection import open_collection
 
     if examples < 0:
         raise fail(f"--examples must be at least 0, got {examples}")
+    never = "the collection was never clustered: run `simimg-admin cluster`"
     with user_errors():
         settings = settings_from(ctx)
-        store = open_collection(settings, notify=notice)
-        try:
-            run = current_run(settings)
+        if (client := service_client(settings)) is not None:
+            answer = client.clusters(examples)
+            run = answer["run"]
             if run is None:
-                raise fail("the collection was never clustered: run `simimg-admin cluster`")
-            listing = list_clusters(store, examples)
-            exported = export_labels(store, export) if export is not None else None
-        finally:
-            store.close()
+                raise fail(never)
+            listing = [ClusterListing(**item) for item in answer["clusters"]]
+            exported = client.export_labels(export) if export is not None else None
+        else:
+            store = open_collection(settings, notify=notice)
+            try:
+                run = current_run(settings)
+                if run is None:
+                    raise fail(never)
+                listing = list_clusters(store, examples)
+                exported = export_labels(store, export) if export is not None else None
+            finally:
+                store.close()
     if as_json:
         for item in listing:
             print_json_line({"cluster": item.cluster, "size": item.size,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -12,6 +12,7 @@ from rich.table import Table
 from cli.common import (
     GlobalOptions,
     err,
+    fail,
     notice,
     out,
     print_json_line,
@@ -21,6 +22,7 @@ from cli.common import (
     settings_from,
     user_errors,
 )
+from cli.remote import run_job, service_client
 from ingest.report import IngestReport
 from service.search import SEARCH_MODES, SearchResult
 
@@ -136,6 +138,20 @@ def ingest(
     with user_errors():
         settings = settings_from(ctx, batch_size=batch_size, decode_workers=workers)
         selected = Shard.parse(shard) if shard else None
+        if (client := service_client(settings)) is not None:
+            if watch:
+                raise fail("the running service holds the collection: keep folders in sync "
+                           "with `simimg-admin serve --watch FOLDER` instead of ingest --watch")
+            body: dict[str, Any] = {
+                "kind": "ingest", "folders": [str(folder.resolve()) for folder in folders],
+                "keep_missing": keep_missing, "allow_empty": allow_empty,
+            }
+            if shard:
+                body["shard"] = shard
+            label = f"sync {', '.join(map(str, folders))}"
+            result = run_job(client, body, label=label)
+            _print_ingest_report(IngestReport.from_json(result), as_json)
+            return
         store = open_collection(settings, notify=notice)
         try:
             ingester = FolderIngester(store, build_pipeline(settings))
@@ -220,6 +236,11 @@ def search(
         require_file(image, "query image")
     with user_errors():
         settings = settings_from(ctx)
+        if (client := service_client(settings)) is not None:
+            for image in images:
+                found = client.search(image, space, k, cluster, settings.max_file_bytes)
+                _print_results(image, [SearchResult(**r) for r in found], as_json)
+            return
         store = open_collection(settings, notify=notice)
         try:
             searcher = Searcher(store, build_pipeline(settings))
@@ -256,11 +277,14 @@ def status(
 
     with user_errors():
         settings = settings_from(ctx)
-        store = open_collection(settings, notify=notice)
-        try:
-            info = collection_status(settings, store)
-        finally:
-            store.close()
+        if (client := service_client(settings)) is not None:
+            info = client.status()
+        else:
+            store = open_collection(settings, notify=notice)
+            try:
+                info = collection_status(settings, store)
+            finally:
+                store.close()
     if as_json:
         print_json_line(info)
         return

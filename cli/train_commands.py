@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from PIL import Image, ImageDraw
 
 from cli.common import err, out, require_file, settings_from, user_errors
+from cli.remote import run_job, service_client
 
 _GAP = 8
 _CAPTION = 14
@@ -53,6 +54,12 @@ def train(
         train_config = TrainConfig(
             epochs=epochs, batch_size=batch_size, patience=patience, seed=seed
         )
+        if (client := service_client(settings)) is not None:
+            body = {"kind": "train", "epochs": epochs, "image_size": image_size,
+                    "batch_size": batch_size, "patience": patience, "seed": seed,
+                    "folder": str(folder.resolve()) if folder is not None else None}
+            _print_summary(run_job(client, body, unit="items/s"))
+            return
         store = open_collection(settings, finish_autoencoder=False)  # train resumes it
         display = RichTrainingDisplay(err)
         try:
@@ -62,29 +69,35 @@ def train(
         finally:
             display.close()
             store.close()
-    metrics = outcome.meta["metrics"]
-    how = "resumed pending model" if outcome.resumed else "trained"
+    _print_summary(outcome.to_json())
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    """The end of ``train``: the model, its losses, the re-embed (direct or by the service)."""
+    metrics = summary["metrics"]
+    how = "resumed pending model" if summary["resumed"] else "trained"
     err.print(
-        f"{how} {outcome.version} on {outcome.images} images ({len(outcome.skipped)} skipped): "
+        f"{how} {summary['version']} on {summary['images']} images "
+        f"({len(summary['skipped'])} skipped): "
         f"validation loss {metrics['initial_val_loss']:.5f} -> {metrics['best_val_loss']:.5f} "
         f"(best epoch {metrics['best_epoch']} of {metrics['epochs_run']}, "
         f"{metrics['train_seconds']:.0f}s)",
         highlight=False,
         soft_wrap=True,
     )
-    report = outcome.reembed
+    report = summary["reembed"]
     err.print(
-        f"re-embedded {report.embedded} images in {report.seconds:.1f}s"
-        + (f", {len(report.failed)} unreadable (left out of autoencoder search)"
-           if report.failed else ""),
+        f"re-embedded {report['embedded']} images in {report['seconds']:.1f}s"
+        + (f", {len(report['failed'])} unreadable (left out of autoencoder search)"
+           if report["failed"] else ""),
         highlight=False,
         soft_wrap=True,
     )
-    for path, reason in report.failed:
+    for path, reason in report["failed"]:
         err.print(
             f"  not re-embedded {path}: {reason}", highlight=False, markup=False, soft_wrap=True
         )
-    out.print(f"checkpoint: {outcome.checkpoint}", highlight=False, soft_wrap=True)
+    out.print(f"checkpoint: {summary['checkpoint']}", highlight=False, soft_wrap=True)
 
 
 def reconstruct(

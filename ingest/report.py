@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+_COUNTS = (
+    "found", "added", "already_stored", "duplicates", "unchanged", "moved", "copies",
+    "removed", "edited", "points_deleted",
+)
+
 
 @dataclass
 class IngestReport:
@@ -32,10 +37,7 @@ class IngestReport:
 
     def merge(self, other: IngestReport) -> None:
         """Add ``other``'s counts to this report (the root and the time stay this one's)."""
-        for name in (
-            "found", "added", "already_stored", "duplicates", "unchanged", "moved", "copies",
-            "removed", "edited", "points_deleted",
-        ):
+        for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failed.extend(other.failed)
 
@@ -48,19 +50,20 @@ class IngestReport:
             f"in {self.seconds:.1f}s ({self.images_per_second:.1f} images/s)"
         )
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IngestReport:
+        """The report back from :meth:`to_json` (an ingest job's result)."""
+        counts = {name: int(data.get(name, 0)) for name in _COUNTS}
+        return cls(
+            root=data["root"], **counts,
+            failed=[(item["path"], item["reason"]) for item in data["failed"]],
+            seconds=float(data["seconds"]),
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "root": self.root,
-            "found": self.found,
-            "added": self.added,
-            "already_stored": self.already_stored,
-            "duplicates": self.duplicates,
-            "unchanged": self.unchanged,
-            "moved": self.moved,
-            "copies": self.copies,
-            "removed": self.removed,
-            "edited": self.edited,
-            "points_deleted": self.points_deleted,
+            **{name: getattr(self, name) for name in _COUNTS},
             "failed": [{"path": path, "reason": reason} for path, reason in self.failed],
             "seconds": round(self.seconds, 3),
             "images_per_second": round(self.images_per_second, 1),

@@ -14,9 +14,10 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from watchdog.events import (
     EVENT_TYPE_ATTRIB,
@@ -148,6 +149,7 @@ class FolderWatcher:
         keep_missing: bool = False,
         on_report: Callable[[IngestReport], None] | None = None,
         on_error: Callable[[str], None] | None = None,
+        round_lock: AbstractContextManager[Any] | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
         self.ingester = ingester
@@ -157,6 +159,8 @@ class FolderWatcher:
         self.pending = PendingFiles(debounce, clock)
         self.on_report = on_report
         self.on_error = on_error
+        # Held for each whole round (e.g. the service's lock: one writer at a time).
+        self._round_lock = round_lock if round_lock is not None else nullcontext()
         self.total = IngestReport(root=", ".join(map(str, self.roots)))
         self._clock = clock
         self._debounce = debounce
@@ -243,10 +247,11 @@ class FolderWatcher:
         try:
             # A root emptied by deletions the watcher saw is empty for real; one that is
             # empty without them (an unmounted drive) is refused as in a plain ingest.
-            report = sync_roots(
-                self.ingester, self.roots, shard=self.shard, keep_missing=self.keep_missing,
-                allow_empty=removals,
-            )
+            with self._round_lock:
+                report = sync_roots(
+                    self.ingester, self.roots, shard=self.shard,
+                    keep_missing=self.keep_missing, allow_empty=removals,
+                )
         except Exception as exc:  # a long-running watcher reports and tries again later
             if self.on_error:
                 self.on_error(str(exc) if isinstance(exc, SimimgError) else repr(exc))

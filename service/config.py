@@ -50,6 +50,12 @@ class Settings:
     quantization: str = "none"  # "none" or "int8"
     shard_number: int = 1
     replication_factor: int = 1
+    # `serve`: the key every API call and the page must send (Authorization: Bearer KEY);
+    # required when binding to an address other than loopback.
+    api_key: str | None = None
+    # `serve`: folders (separated by os.pathsep) that ingest jobs may read; empty = the
+    # roots given to `serve --watch` plus those already in the collection.
+    allowed_roots: str = ""
 
     def __post_init__(self) -> None:
         # Accept plain strings for paths (tests and callers often pass them).
@@ -112,12 +118,22 @@ class Settings:
     def state_dir(self) -> Path:
         return self.data_dir / "state"
 
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def allowed_root_list(self) -> list[Path]:
+        """``allowed_roots`` as absolute paths (empty when not set)."""
+        parts = [part.strip() for part in self.allowed_roots.split(os.pathsep)]
+        return [Path(part).expanduser().resolve() for part in parts if part]
+
     def describe(self) -> dict[str, Any]:
         """Settings as plain JSON-able values, with the API key masked."""
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "qdrant_api_key" and value:
+            if f.name in ("qdrant_api_key", "api_key") and value:
                 value = "***"
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out

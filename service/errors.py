@@ -15,8 +15,16 @@ class ImageDecodeError(SimimgError):
     """A file or upload is not a usable image; the message says why."""
 
 
+class ImageTooLargeError(ImageDecodeError):
+    """A file or upload is over the byte or pixel limit (SIMIMG_MAX_FILE_BYTES / _PIXELS)."""
+
+
 class WeightsNotFoundError(SimimgError):
     """Pretrained MobileNet weights are not available offline."""
+
+
+class PointNotFoundError(ConfigError):
+    """No stored image has the given point id."""
 
 
 class StoreInUseError(SimimgError):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from service.errors import ImageDecodeError
+from service.errors import ImageDecodeError, ImageTooLargeError
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"})
 IMAGE_SUFFIXES = frozenset(
@@ -93,7 +93,7 @@ def _decode(data: bytes, *, max_pixels: int, min_side: int | None, source: str) 
     if width <= 0 or height <= 0:
         raise ImageDecodeError(f"{source}: image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageDecodeError(
+        raise ImageTooLargeError(
             f"{source}: {width}x{height} pixels exceeds the limit of {max_pixels:,} "
             "(SIMIMG_MAX_PIXELS)"
         )

@@ -15,7 +15,7 @@ import numpy as np
 from service.config import Settings
 from service.embedders.autoencoder import NOT_TRAINED_MESSAGE
 from service.embedders.base import Embedder
-from service.errors import ImageDecodeError, ModelNotTrainedError
+from service.errors import ImageDecodeError, ImageTooLargeError, ModelNotTrainedError
 from service.images import DecodedImage, decode_image, sha256_hex
 from service.store.schema import VECTOR_AUTOENCODER, VECTOR_MOBILENET, point_id_for
 
@@ -43,7 +43,7 @@ def read_image_bytes(path: Path, max_file_bytes: int) -> bytes:
         if not path.is_file():
             raise ImageDecodeError(f"{path}: not a regular file")
         if size > max_file_bytes:
-            raise ImageDecodeError(
+            raise ImageTooLargeError(
                 f"{path}: file is {size:,} bytes, over the limit of {max_file_bytes:,} "
                 "(SIMIMG_MAX_FILE_BYTES)"
             )

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import ConfigError, EmptyCollectionError
+from service.errors import ConfigError, EmptyCollectionError, PointNotFoundError
 from service.locations import locations_of, stored_file
 from service.pipeline import EmbeddingPipeline, PreparedImage
 from service.store.base import Hit, PointFilter, VectorStore
@@ -71,10 +71,14 @@ class Searcher:
         space: str = "mobilenet",
         k: int = 6,
         cluster: int | None = None,
+        source: str | None = None,
     ) -> list[SearchResult]:
-        """Top-``k`` images most similar to ``query`` in ``space`` (or ``fused``)."""
+        """Top-``k`` images most similar to ``query`` in ``space`` (or ``fused``).
+
+        ``source`` names an upload in error messages (default: the path, or "upload").
+        """
         spaces = self._spaces(space, k)
-        prepared = query if isinstance(query, PreparedImage) else self.prepare(query)
+        prepared = query if isinstance(query, PreparedImage) else self.prepare(query, source)
         vectors = self.pipeline.embed([prepared], spaces)
         return self.search_vectors({name: vectors[name][0] for name in spaces}, k, cluster)
 
@@ -85,7 +89,7 @@ class Searcher:
         spaces = self._spaces(space, k)
         records = self.store.retrieve([point_id], with_vectors=spaces)
         if not records:
-            raise ConfigError(f"no image with id {point_id} in the collection")
+            raise PointNotFoundError(f"no image with id {point_id} in the collection")
         stored = records[0].vectors
         missing = [name for name in spaces if name not in stored]
         if missing:

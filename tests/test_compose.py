@@ -48,7 +48,7 @@ def test_compose_file_validates_quietly() -> None:
 @needs_compose
 @pytest.mark.parametrize(
     ("service", "option"),
-    [("qdrant", "helthcheck"), ("worker", "restart_policy"), ("ui", "port")],
+    [("qdrant", "helthcheck"), ("app", "restart_policy"), ("app", "port")],
 )
 def test_compose_rejects_unknown_options(tmp_path: Path, service: str, option: str) -> None:
     text = COMPOSE_FILE.read_text()
@@ -91,7 +91,7 @@ def test_qdrant_service_persists_and_reports_health(resolved: dict[str, Any]) ->
 
 
 @pytest.mark.skipif(DOCKER_COMPOSE is None, reason="anchors are merged by docker-compose")
-@pytest.mark.parametrize("name", ["ui", "worker"])
+@pytest.mark.parametrize("name", ["app"])
 def test_app_services_use_qdrant_and_a_read_only_dataset(
     resolved: dict[str, Any], name: str
 ) -> None:
@@ -110,10 +110,21 @@ def test_commands_are_real_cli_commands(resolved: dict[str, Any]) -> None:
     from cli.main import app
 
     services = resolved["services"]
-    assert services["worker"]["command"][:2] == ["simimg-admin", "ingest"]
-    assert "--watch" in services["worker"]["command"]
-    assert services["ui"]["command"][:2] == ["simimg-admin", "serve"]
-    for name in ("ui", "worker"):
+    command = services["app"]["command"]
+    assert command[:2] == ["simimg-admin", "serve"]
+    assert command[command.index("--watch") + 1] == "/data/images"
+    for name in ("app",):
         command = services[name]["command"]
         result = CliRunner().invoke(app, [*command[1:], "--help"])
         assert result.exit_code == 0, (name, result.output)
+
+
+@pytest.mark.skipif(DOCKER_COMPOSE is None, reason="anchors are merged by docker-compose")
+def test_app_is_the_service_with_a_key_and_allowed_roots(resolved: dict[str, Any]) -> None:
+    """The app listens on 0.0.0.0, so it gets the API key (it refuses to start without one)
+    and may ingest only the mounted dataset."""
+    app = resolved["services"]["app"]
+    assert set(resolved["services"]) == {"qdrant", "app"}
+    assert "SIMIMG_API_KEY" in app["environment"]
+    assert app["environment"]["SIMIMG_ALLOWED_ROOTS"] == "/data/images"
+    assert app["command"][app["command"].index("--host") + 1] == "0.0.0.0"

@@ -1,5 +1,6 @@
-"""`simimg-admin serve` as a real process: loopback by default, names itself when it holds
-the data directory, and shuts down cleanly on SIGTERM."""
+"""`simimg-admin serve` as a real process: loopback by default, answers the CLI while it holds
+the data directory, names itself to commands that cannot go through it, and shuts down
+cleanly on SIGTERM."""
 
 from __future__ import annotations
 
@@ -50,12 +51,18 @@ def served(settings: Settings, imagenet_dir: Path):
 
 
 def test_serve_binds_loopback_names_itself_and_stops_cleanly(
-    served: tuple[subprocess.Popen, int], settings: Settings
+    served: tuple[subprocess.Popen, int], settings: Settings, tmp_path: Path
 ) -> None:
     server, port = served
     assert _listening_addresses(server.pid) == {"127.0.0.1"}
 
-    refused = run_admin(settings, "status")
+    answered = run_admin(settings, "status", "--json")
+    assert answered.returncode == 0, answered.stderr
+    assert json.loads(answered.stdout)["points"] == 20
+    assert f"done by the running service at http://127.0.0.1:{port}" in answered.stderr
+
+    # migrate reads the embedded store itself: refused, naming the holder
+    refused = run_admin(settings, "migrate", "--to", f"path:{tmp_path / 'copy'}")
     assert refused.returncode == 1
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1

@@ -45,6 +45,23 @@ class TrainOutcome:
     checkpoint: Path
     removed_versions: list[str] = field(default_factory=list)
 
+    def to_json(self) -> dict[str, Any]:
+        """What ``train`` reports, as JSON (the service's train job result)."""
+        return {
+            "version": self.version,
+            "resumed": self.resumed,
+            "images": self.images,
+            "skipped": [list(item) for item in self.skipped],
+            "metrics": self.meta["metrics"],
+            "reembed": {
+                "embedded": self.reembed.embedded,
+                "seconds": round(self.reembed.seconds, 3),
+                "failed": [list(item) for item in self.reembed.failed],
+            },
+            "checkpoint": str(self.checkpoint),
+            "removed_versions": self.removed_versions,
+        }
+
 
 def collect_training_set(
     settings: Settings,

@@ -2,9 +2,9 @@
 
 Nothing here embeds, ranks or stores: every search goes through ``Searcher.search`` /
 ``Searcher.search_by_id``, the functions behind ``simimg-admin search``. Result and
-cluster images are decoded from the collection by point id (:mod:`ui.images`) and handed
-to Gradio as PIL images, so no collection path is ever served and ``allowed_paths`` stays
-empty. Uploads are read through the same size limit and decoder as ingest.
+cluster images are thumbnails of stored points from the shared cache (:mod:`ui.images`),
+so no collection path is ever served and ``allowed_paths`` stays empty. Uploads are read
+through the same size limit and decoder as ingest.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from service.pipeline import read_image_bytes
 from service.search import FUSED, Searcher, SearchResult
 from service.store.base import PointFilter
 from service.store.schema import SPACES, VECTOR_AUTOENCODER
+from service.thumbnails import ThumbnailCache
 from ui.images import THUMBNAIL_SIDE, CollectionImages
 from ui.views import (
     ALL,
@@ -49,7 +50,7 @@ CLUSTER_GRID_LIMIT = 60
 # Images the page sends are RGB thumbnails: JPEG encodes ~30x faster than Gradio's WebP.
 TILE_FORMAT = "jpeg"
 
-Gallery = list[tuple[Image.Image, str]]
+Gallery = list[tuple[str, str]]  # (thumbnail file, caption)
 
 
 def query_image(**kwargs: Any) -> gr.Image:
@@ -78,11 +79,13 @@ def query_image(**kwargs: Any) -> gr.Image:
 class SearchPage:
     """Event handlers of the page, bound to one searcher and its store."""
 
-    def __init__(self, searcher: Searcher, settings: Settings) -> None:
+    def __init__(
+        self, searcher: Searcher, settings: Settings, thumbnails: ThumbnailCache | None = None
+    ) -> None:
         self.searcher = searcher
         self.settings = settings
         self.store = searcher.store
-        self.images = CollectionImages(searcher.store, settings)
+        self.images = CollectionImages(searcher.store, settings, thumbnails)
 
     # -- search ----------------------------------------------------------------------
 
@@ -100,15 +103,19 @@ class SearchPage:
 
     def search_by_id(
         self, point_id: str, space: str, k: float, cluster: str | None
-    ) -> tuple[Image.Image, Gallery, Any, list[dict[str, Any]], list[str]]:
+    ) -> tuple[str, Gallery, Any, list[dict[str, Any]], list[str]]:
         """Search with a stored image's own vectors (picked from the collection)."""
         point_id = (point_id or "").strip()
         if not point_id:
             raise gr.Error("Pick an image from the results or a cluster first.")
         with user_errors():
             results = self.searcher.search_by_id(point_id, space, _k(k), parse_cluster(cluster))
-            query = self.images.preview(point_id)
-            return (query, *self._outputs(results, space, query))
+            query_file = self.images.preview(point_id)
+            query = None
+            if space == VECTOR_AUTOENCODER:
+                with Image.open(query_file) as opened:
+                    query = opened.convert("RGB")
+            return (query_file, *self._outputs(results, space, query))
 
     def _reconstruction_input(self, space: str, data: bytes) -> Image.Image | None:
         if space != VECTOR_AUTOENCODER:
@@ -206,9 +213,11 @@ def _pick(ids: list[str], event: gr.SelectData) -> str:
     return ids[index] if 0 <= index < len(ids) else ""
 
 
-def build_app(searcher: Searcher, settings: Settings) -> gr.Blocks:
-    """The page for ``searcher``; launch it with :func:`launch`."""
-    page = SearchPage(searcher, settings)
+def build_app(
+    searcher: Searcher, settings: Settings, thumbnails: ThumbnailCache | None = None
+) -> gr.Blocks:
+    """The page for ``searcher``; launch it with :func:`launch` or :func:`mount`."""
+    page = SearchPage(searcher, settings, thumbnails)
     with gr.Blocks(title="simimg", analytics_enabled=False) as demo:
         gr.Markdown("## simimg: find similar images in your collection")
         with gr.Tab("Search"):
@@ -319,11 +328,18 @@ def launch(
     demo.launch(
         server_name=host,
         server_port=port,
-        max_file_size=settings.max_file_bytes,
         prevent_thread_lock=prevent_thread_lock,
-        show_error=True,
         quiet=quiet,
-        ssr_mode=False,
-        allowed_paths=[],
-        theme=THEME,
+        **_serving_options(settings),
     )
+
+
+def mount(app: Any, demo: gr.Blocks, settings: Settings, path: str = "/") -> Any:
+    """Mount ``demo`` on a FastAPI ``app`` at ``path``, served like :func:`launch` does."""
+    demo.queue(default_concurrency_limit=1)
+    return gr.mount_gradio_app(app, demo, path=path, **_serving_options(settings))
+
+
+def _serving_options(settings: Settings) -> dict[str, Any]:
+    return {"max_file_size": settings.max_file_bytes, "show_error": True, "ssr_mode": False,
+            "allowed_paths": [], "theme": THEME}

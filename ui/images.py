@@ -2,85 +2,67 @@
 
 No request ever names a file. The page sends a point id; the file is found from that
 point's ``locations`` (the first whose file exists), must lie inside its ingested root, and
-is decoded through the shared decoder into a PIL thumbnail, so Gradio never serves a
-collection path.
+its thumbnail
+comes from the shared on-disk cache (:class:`~service.thumbnails.ThumbnailCache`), the
+same files the REST API serves. Each cache file is written once, atomically, before the
+page names it, and Gradio serves it in place (a static path: never copied, never
+rewritten while a response reads it).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from pathlib import Path
-from threading import Lock
-
+import gradio as gr
 from PIL import Image, ImageDraw, ImageFont
 
 from service.config import Settings
-from service.errors import ConfigError, ImageDecodeError
-from service.locations import existing_files, locations_of, stored_file
-from service.pipeline import decode_file
+from service.errors import ImageDecodeError, PointNotFoundError
+from service.locations import existing_files, locations_of
 from service.store.base import VectorStore
+from service.thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailCache, write_once
 
-THUMBNAIL_SIDE = 320
+THUMBNAIL_SIDE = DEFAULT_THUMBNAIL_SIZE
 
 
 class CollectionImages:
-    """Thumbnails of stored images by point id, with a small in-memory cache."""
+    """Thumbnail files of stored images by point id, for Gradio to serve."""
 
-    def __init__(self, store: VectorStore, settings: Settings, cache_size: int = 512) -> None:
+    def __init__(self, store: VectorStore, settings: Settings,
+                 cache: ThumbnailCache | None = None) -> None:
         self.store = store
         self.settings = settings
-        self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, int], Image.Image] = OrderedDict()
-        self._lock = Lock()
+        self.cache = cache or ThumbnailCache(store, settings)
+        self.cache.root.mkdir(parents=True, exist_ok=True)
+        gr.set_static_paths([self.cache.root])
 
-    def thumbnail(self, point_id: str, side: int = THUMBNAIL_SIDE) -> Image.Image:
-        """The image of stored point ``point_id``, at most ``side`` pixels on its long side."""
-        records = self.store.retrieve([point_id])
-        if not records:
-            raise ConfigError(f"no image with id {point_id} in the collection")
-        return self.from_payload(point_id, records[0].payload, side)
+    def thumbnail(self, point_id: str, side: int = THUMBNAIL_SIDE) -> str:
+        """The thumbnail file of stored point ``point_id``."""
+        return str(self.cache.get(point_id, side).path)
 
-    def from_payload(
-        self, point_id: str, payload: dict, side: int = THUMBNAIL_SIDE
-    ) -> Image.Image:
-        """Thumbnail of a point whose payload came from the store (a hit or a record)."""
-        key = (point_id, side)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        image = self._load(stored_file(payload), side)
-        with self._lock:
-            self._cache[key] = image
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        return image
-
-    def _load(self, file: Path, side: int) -> Image.Image:
-        _, decoded = decode_file(file, self.settings, min_side=side, source=file.name)
-        image = decoded.image.copy()
-        image.thumbnail((side, side), Image.Resampling.LANCZOS)
-        return image
-
-    def preview(self, point_id: str) -> Image.Image:
+    def preview(self, point_id: str) -> str:
         """Like :meth:`thumbnail`, with a labelled placeholder when the file cannot be shown."""
         records = self.store.retrieve([point_id])
         if not records:
-            raise ConfigError(f"no image with id {point_id} in the collection")
+            raise PointNotFoundError(f"no image with id {point_id} in the collection")
         return self.tile(point_id, records[0].payload, "")[0]
 
-    def tile(self, point_id: str, payload: dict, caption: str) -> tuple[Image.Image, str]:
+    def tile(self, point_id: str, payload: dict, caption: str) -> tuple[str, str]:
         """A gallery tile; a labelled placeholder when the stored file is gone or unreadable.
 
         A result whose file vanished since the last sync is still a valid match (its vectors
         are stored), so it is shown, marked, rather than dropped or failing the page.
         """
         try:
-            return self.from_payload(point_id, payload), caption
+            return str(self.cache.from_payload(point_id, payload, THUMBNAIL_SIDE).path), caption
         except ImageDecodeError:
             missing = not existing_files(locations_of(payload))
             reason = "file missing" if missing else "file unreadable"
-            return placeholder(reason), f"{caption} ({reason})"
+            return self._placeholder(reason), f"{caption} ({reason})".strip()
+
+    def _placeholder(self, reason: str) -> str:
+        path = self.cache.root / f"{reason.replace(' ', '-')}.jpg"
+        if not path.is_file():
+            write_once(path, placeholder(reason))
+        return str(path)
 
 
 def placeholder(text: str, side: int = THUMBNAIL_SIDE) -> Image.Image:
