@@ -38,6 +38,9 @@ class Result(BaseModel):
     path: str
     root: str
     cluster: int | None
+    locations: list[dict[str, str]] = Field(
+        description="every place this image's content lives: {root, path}"
+    )
     payload: dict[str, Any]
 
 
