@@ -84,6 +84,17 @@ class VectorStore(Protocol):
     ) -> list[Hit]:
         """Top-k by cosine similarity in the named vector ``space``, best first."""
 
+    def search_batch(
+        self,
+        vectors: Sequence[np.ndarray],
+        space: str,
+        k: int,
+        where: PointFilter | None = None,
+        min_score: float | None = None,
+    ) -> list[list[Hit]]:
+        """One top-k search per vector, run as one batch; hits below ``min_score`` are left
+        out. Hits carry no payload (ids and scores only)."""
+
     def scroll(
         self,
         batch_size: int = 256,
@@ -169,6 +180,17 @@ class StoreBase(ABC):
     @abstractmethod
     def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
         ...
+
+    @abstractmethod
+    def _query_batch(
+        self,
+        vectors: list[list[float]],
+        space: str,
+        k: int,
+        native_filter: Any,
+        min_score: float | None,
+    ) -> list[list[Hit]]:
+        """One result list per vector, ids and scores only, in the order given."""
 
     @abstractmethod
     def _scroll_page(
@@ -272,6 +294,19 @@ class StoreBase(ABC):
     ) -> list[Hit]:
         query = np.asarray(vector, dtype=np.float32).tolist()
         return self._query(query, space, k, self.native_filter(where))
+
+    def search_batch(
+        self,
+        vectors: Sequence[np.ndarray],
+        space: str,
+        k: int,
+        where: PointFilter | None = None,
+        min_score: float | None = None,
+    ) -> list[list[Hit]]:
+        if not len(vectors):
+            return []
+        queries = [np.asarray(v, dtype=np.float32).tolist() for v in vectors]
+        return self._query_batch(queries, space, k, self.native_filter(where), min_score)
 
     def scroll(
         self,
