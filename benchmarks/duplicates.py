@@ -409,7 +409,8 @@ def scale(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--thresholds", type=float, nargs="+",
-                        default=[0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.88, 0.90, 0.92, 0.95, 0.97])
+                        default=[0.60, 0.65, 0.70, 0.75, 0.78, 0.80, 0.82, 0.85, 0.88, 0.90,
+                                 0.92, 0.95, 0.97])
     parser.add_argument("--ae-thresholds", type=float, nargs="+",
                         default=[0.80, 0.85, 0.90, 0.93, 0.95, 0.97, 0.98, 0.99])
     parser.add_argument("--autoencoder-epochs", type=int, default=20)
