@@ -361,6 +361,7 @@ def derived_vectors(real: np.ndarray, n: int, dup_fraction: float,
 
 def scale(args: argparse.Namespace) -> None:
     from service.duplicates import find_duplicates
+    from service.duplicates.scan import INDEX_FROM
     from service.store import open_store
     from service.store.base import PointRecord
 
@@ -390,18 +391,22 @@ def scale(args: argparse.Namespace) -> None:
         store.flush()
         console.print(f"upserted {args.scale} derived points in "
                       f"{time.perf_counter() - started:.0f}s")
-        if args.hnsw:
-            started = time.perf_counter()
-            store.optimize()  # type: ignore[attr-defined]
-            console.print(f"HNSW built in {time.perf_counter() - started:.0f}s")
         with PeakRss() as rss:
             before = _rss()
             started = time.perf_counter()
             scan = find_duplicates(big, store, threshold=args.threshold)
             seconds = time.perf_counter() - started
+        if args.compare_exact and args.scale < INDEX_FROM:
+            store.optimize()
+            indexed = find_duplicates(big, store, threshold=args.threshold)
+            exact_keys, indexed_keys = ({g.key for g in x.groups} for x in (scan, indexed))
+            console.print(f"HNSW vs exact scan: {len(indexed_keys)} / {len(exact_keys)} groups, "
+                          f"{len(exact_keys & indexed_keys)} identical; grouped points "
+                          f"{indexed.points} / {scan.points}")
         store.close()
     Console().print(
-        f"{args.scale} points ({'HNSW' if args.hnsw else 'exact scan'}): {len(scan.groups)} "
+        f"{args.scale} points ({'HNSW' if args.scale >= INDEX_FROM else 'exact scan'}, index "
+        f"build included): {len(scan.groups)} "
         f"groups, {scan.points} grouped points, scan {seconds:.0f}s, RSS before "
         f"{before / 2**20:.0f} MiB, peak during scan {rss.peak / 2**20:.0f} MiB", highlight=False)
 
@@ -424,7 +429,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="time/memory of one scan over this many derived points")
     parser.add_argument("--dup-fraction", type=float, default=0.05)
     parser.add_argument("--threshold", type=float, default=None, help="--scale: threshold")
-    parser.add_argument("--hnsw", action="store_true", help="--scale: build HNSW first")
+    parser.add_argument("--compare-exact", action="store_true",
+                        help="--scale below 10,000: also scan with HNSW, compare the groups")
     args = parser.parse_args(argv)
     if args.scale:
         scale(args)

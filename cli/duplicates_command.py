@@ -100,6 +100,7 @@ def duplicates(
                     against=against,
                     on_total=lambda n: progress.update(task, total=n),
                     on_progress=lambda n: progress.advance(task, n),
+                    notify=notice,
                 )
             if move_extras_to is None:
                 _print_groups(scan.groups, as_json, as_csv)

@@ -113,6 +113,10 @@ class VectorStore(Protocol):
     def flush(self) -> None:
         """Make every acknowledged write durable."""
 
+    def optimize(self) -> bool:
+        """Build the vector index where the backend leaves that to the caller (the embedded
+        engine); True if work was done. A server indexes by itself: nothing to do."""
+
     def close(self) -> None:
         """Flush and release the store (and, for the embedded store, its directory lock)."""
 
@@ -274,6 +278,9 @@ class StoreBase(ABC):
     def delete(self, ids: Sequence[str]) -> None:
         for start in range(0, len(ids), _ID_CHUNK):
             self._delete_points(list(ids[start : start + _ID_CHUNK]))
+
+    def optimize(self) -> bool:
+        return False  # overridden by backends that build their index on request
 
     # -- reads -----------------------------------------------------------------------
 
