@@ -28,9 +28,6 @@ if TYPE_CHECKING:
     from service.duplicates.moves import PlannedMove
     from service.store.base import VectorStore
 
-CSV_COLUMNS = ("group", "key", "kind", "id", "root", "path", "score", "keep", "width",
-               "height", "file_size")
-
 
 def duplicates(
     ctx: typer.Context,
@@ -38,7 +35,7 @@ def duplicates(
         float | None,
         typer.Option(help="Similarity (cosine) at or above which two images are "
                      "near-duplicates; default: the measured one for the space "
-                     "(mobilenet 0.80, see docs/benchmarks-duplicates.md)"),
+                     "(mobilenet 0.80, autoencoder 0.75: docs/benchmarks-duplicates.md)"),
     ] = None,
     space: Annotated[
         str, typer.Option(help="Vector space: mobilenet or autoencoder")
@@ -124,13 +121,9 @@ def _print_groups(groups: list[DuplicateGroup], as_json: bool, as_csv: bool) -> 
             print_json_line(group.to_json())
         return
     if as_csv:
-        writer = csv.writer(sys.stdout)
-        writer.writerow(CSV_COLUMNS)
-        for group in groups:
-            for item in group.items:
-                row = {"group": group.number, "key": group.key, "kind": group.kind,
-                       **item.to_json()}
-                writer.writerow([row[c] for c in CSV_COLUMNS])
+        from service.duplicates.groups import csv_rows
+
+        csv.writer(sys.stdout).writerows(csv_rows(groups))
         return
     table = Table(title="duplicates", title_justify="left")
     for name, justify in (("group", "right"), ("kind", "left"), ("keep", "left"),
