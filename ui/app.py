@@ -217,7 +217,7 @@ def build_app(searcher: Searcher, settings: Settings) -> gr.Blocks:
         with gr.Tab("Clusters"):
             clusters = _clusters_tab(page, search.point_id)
         with gr.Tab("Duplicates"):
-            duplicates_tab(page)
+            duplicates_tab(page, user_errors)
         with gr.Tab("Status") as status_tab:
             status_md = gr.Markdown(elem_id="status")
             refresh = gr.Button("Refresh", size="sm")

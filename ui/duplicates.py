@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import gradio as gr
@@ -27,14 +29,13 @@ SPACE_CHOICES = [("MobileNet", VECTOR_MOBILENET), ("Autoencoder", VECTOR_AUTOENC
 class DuplicatesView:
     """Handlers of the tab, bound to the page (its store, settings, images and models)."""
 
-    def __init__(self, page: Any) -> None:
+    def __init__(self, page: Any, errors: Callable[[], AbstractContextManager[None]]) -> None:
         self.page = page
+        self.errors = errors  # shows a SimimgError as the page's one-line message
 
     def scan(self, threshold: float, space: str) -> tuple[Any, ...]:
         """Find the groups; the overview, the group picker, the first group's thumbnails."""
-        from ui.app import user_errors
-
-        with user_errors():
+        with self.errors():
             scan = find_duplicates(
                 self.page.settings, self.page.store, space=space, threshold=float(threshold),
                 model_id=self.page.searcher.pipeline.model_id(space),
@@ -86,9 +87,12 @@ def _find(choice: str | None, groups: list[DuplicateGroup]) -> DuplicateGroup | 
     return next((g for g in groups if str(g.number) == str(choice)), None)
 
 
-def duplicates_tab(page: Any) -> None:
-    """Build the tab's components and events inside the current ``gr.Tab``."""
-    view = DuplicatesView(page)
+def duplicates_tab(page: Any, errors: Callable[[], AbstractContextManager[None]]) -> None:
+    """Build the tab's components and events inside the current ``gr.Tab``.
+
+    ``page``: the page's handler object (store, settings, searcher, images); ``errors``: its
+    context manager turning simimg errors into messages on the page."""
+    view = DuplicatesView(page, errors)
     with gr.Row():
         threshold = gr.Slider(0.5, 0.99, value=DEFAULT_THRESHOLDS[VECTOR_MOBILENET], step=0.01,
                               label="Similarity threshold", elem_id="dups-threshold", scale=3)
