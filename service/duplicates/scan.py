@@ -2,7 +2,9 @@
 
 A full scan also labels the collection: each grouped point gets the integer payload
 ``duplicate_group`` (indexed) = its group's number in this scan, and labels of an earlier
-scan that no longer apply are removed, so users can filter on it in Qdrant directly. The
+scan that no longer apply are removed, so users can filter on it in Qdrant directly (a scan
+killed while labelling leaves a mix of old and new numbers; the next scan replaces them
+all, and nothing else reads them). The
 groups of the last scan are kept in ``<state>/<collection>.duplicates.json`` so a group can
 be dismissed by its number or key afterwards.
 """
