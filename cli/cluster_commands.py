@@ -66,7 +66,7 @@ def _parse_dims(dims: str) -> int | str | None:
         raise fail(f"--dims must be 'auto', 'none' or an integer, got {dims!r}") from None
 
 
-def space_model_id(settings: Settings, space: str) -> str | None:
+def _model_id(settings: Settings, space: str) -> str | None:
     from service.store.schema import VECTOR_AUTOENCODER
 
     if space != VECTOR_AUTOENCODER:
@@ -132,7 +132,7 @@ def cluster(
         settings = settings_from(ctx)
         store = open_collection(settings, notify=notice)
         try:
-            model_id = space_model_id(settings, space)
+            model_id = _model_id(settings, space)
             with progress_bar("items/s") as progress:
                 run = cluster_collection(
                     settings, store, space=space, eps=eps_value, min_samples=min_samples,

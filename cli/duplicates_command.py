@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from cli.cluster_commands import space_model_id
 from cli.common import (
     err,
     fail,
@@ -89,11 +88,10 @@ def duplicates(
             return
         store = open_collection(settings, notify=notice)
         try:
-            model_id = space_model_id(settings, space)
             with progress_bar("images/s") as progress:
                 task = progress.add_task("find duplicates", total=None)
                 scan = find_duplicates(
-                    settings, store, space=space, threshold=threshold, model_id=model_id,
+                    settings, store, space=space, threshold=threshold,
                     against=against,
                     on_total=lambda n: progress.update(task, total=n),
                     on_progress=lambda n: progress.advance(task, n),
@@ -125,6 +123,8 @@ def _print_groups(groups: list[DuplicateGroup], as_json: bool, as_csv: bool) -> 
 
         csv.writer(sys.stdout).writerows(csv_rows(groups))
         return
+    if not groups:
+        return  # the summary line says so
     table = Table(title="duplicates", title_justify="left")
     for name, justify in (("group", "right"), ("kind", "left"), ("keep", "left"),
                           ("score", "right"), ("resolution", "right"), ("bytes", "right"),

@@ -38,7 +38,6 @@ class DuplicatesView:
         with self.errors():
             scan = find_duplicates(
                 self.page.settings, self.page.store, space=space, threshold=float(threshold),
-                model_id=self.page.searcher.pipeline.model_id(space),
             )
         groups = scan.groups
         extras = sum(len(g.extras) for g in groups)

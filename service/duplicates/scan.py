@@ -36,10 +36,10 @@ from service.duplicates.groups import (
     pair,
 )
 from service.duplicates.neighbours import neighbour_lists, point_infos
-from service.errors import ConfigError
+from service.errors import ConfigError, ModelNotTrainedError
 from service.locations import Location
 from service.store.base import PointFilter, VectorStore
-from service.store.schema import PAYLOAD_DUPLICATE_GROUP
+from service.store.schema import PAYLOAD_DUPLICATE_GROUP, VECTOR_AUTOENCODER
 
 _ID_CHUNK = 1024
 # From this many points the scan builds the vector index (HNSW) first: an exact scan costs
@@ -84,13 +84,15 @@ def find_duplicates(
 ) -> DuplicateScan:
     """Find duplicate groups in ``space`` at ``threshold`` (default: the measured one).
 
+    ``model_id``: the autoencoder version to compare (default: the current one).
+
     ``against=(A, B)``: only images under ingested folder B that duplicate something under
     A; each is grouped with its most similar image under A, which is the one to keep. A full
     scan (no ``against``) writes the ``duplicate_group`` labels unless ``write_labels`` is
     False. Groups are numbered from 1, largest first. Dismissed groups are left out.
     """
     started = time.perf_counter()
-    base = space_filter(space, model_id)
+    base = space_filter(space, model_id or _current_model(settings, space))
     threshold = DEFAULT_THRESHOLDS[space] if threshold is None else float(threshold)
     if not 0.0 < threshold <= 1.0:
         raise ConfigError(f"--threshold must be in (0, 1], got {threshold}")
@@ -122,6 +124,19 @@ def find_duplicates(
         write_group_labels(store, groups)
     write_json_atomic(last_scan_path(settings), scan.record())
     return scan
+
+
+def _current_model(settings: Settings, space: str) -> str | None:
+    """The autoencoder version whose vectors are comparable (None for mobilenet)."""
+    if space != VECTOR_AUTOENCODER:
+        return None
+    from service.autoencoder.files import CURRENT, read_pointer
+    from service.embedders.autoencoder import NOT_TRAINED_MESSAGE
+
+    version = read_pointer(settings, CURRENT)
+    if version is None:
+        raise ModelNotTrainedError(NOT_TRAINED_MESSAGE)
+    return version
 
 
 def _known_root(store: VectorStore, folder: Path) -> str:
