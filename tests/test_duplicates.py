@@ -252,3 +252,27 @@ def test_complete_linkage_does_not_chain_weakly_similar_images() -> None:
     edges[("b", "d")] = 0.86
     edges[("a", "d")] = 0.84
     assert complete_linkage(edges) == [["a", "b", "c", "d"]]
+
+
+def test_a_move_never_replaces_a_file_and_taken_names_get_a_number(tmp_path: Path) -> None:
+    from service.atomic import move_file
+    from service.duplicates.groups import DuplicateItem
+    from service.duplicates.moves import plan_moves
+
+    source, target = tmp_path / "a.jpg", tmp_path / "out" / "a.jpg"
+    source.write_bytes(b"mine")
+    target.parent.mkdir()
+    target.write_bytes(b"already there")
+    with pytest.raises(FileExistsError):
+        move_file(source, target)
+    assert source.read_bytes() == b"mine" and target.read_bytes() == b"already there"
+
+    roots = [tmp_path / "one" / "photos", tmp_path / "two" / "photos"]
+    items = [DuplicateItem("k", str(roots[0]), "x.jpg", 1.0, True, 9, 9, 9)]
+    items += [DuplicateItem(str(n), str(root), "x.jpg", 0.9, False, 1, 1, 1)
+              for n, root in enumerate(roots)]
+    dest = tmp_path / "extras"
+    (dest / "photos").mkdir(parents=True)
+    (dest / "photos" / "x.jpg").write_bytes(b"taken")
+    planned = plan_moves([DuplicateGroup("near", items)], dest, [])
+    assert [m.target.name for m in planned] == ["x (2).jpg", "x (3).jpg"]
