@@ -333,9 +333,16 @@ def _eps_text(eps: object) -> str:
 
 def _register_feature_commands() -> None:
     """Commands defined in their own modules, one module per feature."""
-    from cli import cluster_commands, serve_command, server_commands, train_commands
+    from cli import (
+        cluster_commands,
+        duplicates_command,
+        serve_command,
+        server_commands,
+        train_commands,
+    )
 
-    for module in (train_commands, cluster_commands, server_commands, serve_command):
+    for module in (train_commands, cluster_commands, duplicates_command, server_commands,
+                   serve_command):
         module.register(app)
 
 

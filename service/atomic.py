@@ -19,6 +19,7 @@ state writers use it instead of their own temp-and-rename.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -240,3 +241,31 @@ def _fsync_tree(root: Path) -> None:
         for name in files:
             _fsync(Path(folder) / name)
         _fsync(Path(folder))
+
+
+def move_file(source: Path, target: Path) -> None:
+    """Move a user's file to ``target``, never replacing an existing file.
+
+    On one filesystem: a hard link then the unlink of ``source`` (no window in which the
+    content exists nowhere, and an existing ``target`` raises FileExistsError). Across
+    filesystems: a copy to a locked temporary beside ``target`` (fsynced), linked into place,
+    then ``source`` is removed. Either way the content is never deleted before it is safe.
+    """
+    source, target = Path(source), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        tmp, lock = _locked_temp(target, directory=False)
+        try:
+            shutil.copy2(source, tmp)
+            _fsync(tmp)
+            os.link(tmp, target)
+        finally:
+            _remove(tmp)
+            os.close(lock)
+    _fsync(target.parent)
+    source.unlink()
+    _fsync(source.parent)

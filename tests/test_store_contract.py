@@ -233,6 +233,24 @@ def test_search_with_cluster_filter(store: VectorStore) -> None:
     assert store.search(points[0].vectors[MN], MN, 5, PointFilter(cluster=42)) == []
 
 
+def test_search_batch_matches_single_searches_and_drops_low_scores(store: VectorStore) -> None:
+    """One batched query per vector (the duplicates scan's neighbour source), a score floor
+    and a filter, agreeing with one search per vector."""
+    points = make_points(30, clusters=3)
+    store.upsert(points)
+    queries = [points[i].vectors[MN] for i in (0, 5, 17)]
+    batched = store.search_batch(queries, MN, 8, PointFilter(cluster=1), min_score=None)
+    for query, hits in zip(queries, batched, strict=True):
+        single = store.search(query, MN, 8, PointFilter(cluster=1))
+        assert [h.id for h in hits] == [h.id for h in single]
+        assert [h.score for h in hits] == pytest.approx([h.score for h in single], abs=1e-6)
+    ranked = sorted(h.score for h in batched[0])
+    floor = (ranked[4] + ranked[5]) / 2  # between two scores: no float ties at the floor
+    above = store.search_batch(queries[:1], MN, 8, PointFilter(cluster=1), min_score=floor)[0]
+    assert [h.id for h in above] == [h.id for h in batched[0] if h.score >= floor]
+    assert store.search_batch([], MN, 8) == []
+
+
 def test_payload_indexes_exist(backend: Backend) -> None:
     store = backend.open()
     if isinstance(store, EdgeStore):

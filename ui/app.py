@@ -1,4 +1,4 @@
-"""The Gradio page: Search, Clusters and Status tabs on the shared :class:`Searcher`.
+"""The Gradio page: Search, Clusters, Duplicates and Status tabs on the shared :class:`Searcher`.
 
 Nothing here embeds, ranks or stores: every search goes through ``Searcher.search`` /
 ``Searcher.search_by_id``, the functions behind ``simimg-admin search``. Result and
@@ -27,6 +27,7 @@ from service.search import FUSED, Searcher, SearchResult
 from service.store.base import PointFilter
 from service.store.schema import SPACES, VECTOR_AUTOENCODER
 from service.thumbnails import ThumbnailCache
+from ui.duplicates import duplicates_tab
 from ui.images import THUMBNAIL_SIDE, CollectionImages
 from ui.views import (
     ALL,
@@ -224,6 +225,8 @@ def build_app(
             search = _search_tab(page)
         with gr.Tab("Clusters"):
             clusters = _clusters_tab(page, search.point_id)
+        with gr.Tab("Duplicates"):
+            duplicates_tab(page, user_errors)
         with gr.Tab("Status") as status_tab:
             status_md = gr.Markdown(elem_id="status")
             refresh = gr.Button("Refresh", size="sm")

@@ -84,6 +84,17 @@ class VectorStore(Protocol):
     ) -> list[Hit]:
         """Top-k by cosine similarity in the named vector ``space``, best first."""
 
+    def search_batch(
+        self,
+        vectors: Sequence[np.ndarray],
+        space: str,
+        k: int,
+        where: PointFilter | None = None,
+        min_score: float | None = None,
+    ) -> list[list[Hit]]:
+        """One top-k search per vector, run as one batch; hits below ``min_score`` are left
+        out. Hits carry no payload (ids and scores only)."""
+
     def scroll(
         self,
         batch_size: int = 256,
@@ -101,6 +112,10 @@ class VectorStore(Protocol):
 
     def flush(self) -> None:
         """Make every acknowledged write durable."""
+
+    def optimize(self) -> bool:
+        """Build the vector index where the backend leaves that to the caller (the embedded
+        engine); True if work was done. A server indexes by itself: nothing to do."""
 
     def close(self) -> None:
         """Flush and release the store (and, for the embedded store, its directory lock)."""
@@ -169,6 +184,17 @@ class StoreBase(ABC):
     @abstractmethod
     def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
         ...
+
+    @abstractmethod
+    def _query_batch(
+        self,
+        vectors: list[list[float]],
+        space: str,
+        k: int,
+        native_filter: Any,
+        min_score: float | None,
+    ) -> list[list[Hit]]:
+        """One result list per vector, ids and scores only, in the order given."""
 
     @abstractmethod
     def _scroll_page(
@@ -253,6 +279,9 @@ class StoreBase(ABC):
         for start in range(0, len(ids), _ID_CHUNK):
             self._delete_points(list(ids[start : start + _ID_CHUNK]))
 
+    def optimize(self) -> bool:
+        return False  # overridden by backends that build their index on request
+
     # -- reads -----------------------------------------------------------------------
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
@@ -272,6 +301,19 @@ class StoreBase(ABC):
     ) -> list[Hit]:
         query = np.asarray(vector, dtype=np.float32).tolist()
         return self._query(query, space, k, self.native_filter(where))
+
+    def search_batch(
+        self,
+        vectors: Sequence[np.ndarray],
+        space: str,
+        k: int,
+        where: PointFilter | None = None,
+        min_score: float | None = None,
+    ) -> list[list[Hit]]:
+        if not len(vectors):
+            return []
+        queries = [np.asarray(v, dtype=np.float32).tolist() for v in vectors]
+        return self._query_batch(queries, space, k, self.native_filter(where), min_score)
 
     def scroll(
         self,

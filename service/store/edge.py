@@ -242,6 +242,24 @@ class EdgeStore(StoreBase):
         points = self._run(lambda shard: shard.query(request))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
 
+    def _query_batch(
+        self,
+        vectors: list[list[float]],
+        space: str,
+        k: int,
+        native_filter: Any,
+        min_score: float | None,
+    ) -> list[list[Hit]]:
+        batch = qe.QueryBatchRequest([
+            qe.QueryRequest(
+                limit=k, query=qe.Query.Nearest(vector, using=space), filter=native_filter,
+                with_payload=False, with_vector=False, score_threshold=min_score,
+            )
+            for vector in vectors
+        ])
+        results = self._run(lambda shard: shard.query_batch(batch))
+        return [[Hit(str(p.id), float(p.score), {}) for p in points] for points in results]
+
     def _scroll_page(
         self,
         offset: Any,

@@ -59,8 +59,20 @@ def _add_locations(store: VersionedStore) -> None:
     store.flush()
 
 
+def _add_duplicate_group(store: VersionedStore) -> None:
+    """2 -> 3: the ``duplicate_group`` payload index.
+
+    ``ensure_collection`` creates every missing payload index before migrating, so the
+    index already exists here and no point changes: ``duplicate_group`` is absent until the
+    first ``duplicates`` scan, exactly as on a new collection.
+    """
+
+
 # version N -> the step that makes it N+1
-MIGRATIONS: dict[int, Callable[[VersionedStore], None]] = {1: _add_locations}
+MIGRATIONS: dict[int, Callable[[VersionedStore], None]] = {
+    1: _add_locations,
+    2: _add_duplicate_group,
+}
 
 
 def bring_up_to_date(store: VersionedStore, *, created: bool) -> None:

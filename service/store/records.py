@@ -60,6 +60,7 @@ class PointFilter:
     ``not_autoencoder_model``: points whose ``autoencoder_model`` payload differs from this id
     (or is missing).
     ``location_root``: one of the point's ``locations`` lies under this ingested root.
+    ``in_duplicate_group``: True selects points with a ``duplicate_group`` payload.
     """
 
     cluster: int | None = None
@@ -69,6 +70,7 @@ class PointFilter:
     autoencoder_model: str | None = None
     not_autoencoder_model: str | None = None
     location_root: str | None = None
+    in_duplicate_group: bool = False
 
 
 @dataclass(frozen=True)
@@ -102,4 +104,6 @@ def conditions_of(where: PointFilter) -> tuple[list[Condition], list[Condition]]
         must_not.append(Condition("match", schema.PAYLOAD_AE_MODEL, where.not_autoencoder_model))
     if where.location_root is not None:
         must.append(Condition("match", schema.PAYLOAD_LOCATION_ROOT_KEY, where.location_root))
+    if where.in_duplicate_group:
+        must_not.append(Condition("empty", schema.PAYLOAD_DUPLICATE_GROUP))
     return must, must_not

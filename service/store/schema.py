@@ -11,7 +11,8 @@ import uuid
 # Version history (docs/schema.md has the details):
 #   1  first release: one location per point in `root` / `path` (no version was stored)
 #   2  `locations`: every place a content lives; the collection records its version
-SCHEMA_VERSION = 2
+#   3  `duplicate_group` (integer, indexed): the group of the last `duplicates` scan
+SCHEMA_VERSION = 3
 UNVERSIONED = 1  # a collection without a version record was written by schema 1
 
 VECTOR_MOBILENET = "mobilenet"
@@ -31,6 +32,7 @@ PAYLOAD_FILE_SIZE = "file_size"  # integer: bytes
 PAYLOAD_INGESTED_AT = "ingested_at"  # keyword: ISO-8601 UTC timestamp
 PAYLOAD_CLUSTER = "cluster"  # integer: DBSCAN label, -1 noise; absent until clustered
 PAYLOAD_AE_MODEL = "autoencoder_model"  # keyword: id of the model that made the vector
+PAYLOAD_DUPLICATE_GROUP = "duplicate_group"  # integer: group of the last duplicates scan
 
 # Fields of one entry of `locations`, and the nested keys filters and indexes use.
 LOCATION_ROOT = "root"
@@ -47,6 +49,7 @@ PAYLOAD_INDEXES = {
     PAYLOAD_AE_MODEL: "keyword",
     PAYLOAD_LOCATION_ROOT_KEY: "keyword",
     PAYLOAD_LOCATION_PATH_KEY: "keyword",
+    PAYLOAD_DUPLICATE_GROUP: "integer",
 }
 
 _ID_NAMESPACE = uuid.UUID("6f1d3a52-7c1e-4f0b-9a55-2b8e5d0c9e11")

@@ -256,6 +256,26 @@ class ServerStore(StoreBase):
         )
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in result.points]
 
+    def _query_batch(
+        self,
+        vectors: list[list[float]],
+        space: str,
+        k: int,
+        native_filter: Any,
+        min_score: float | None,
+    ) -> list[list[Hit]]:
+        requests = [
+            qm.QueryRequest(
+                query=vector, using=space, limit=k, filter=native_filter,
+                score_threshold=min_score, with_payload=False, with_vector=False,
+            )
+            for vector in vectors
+        ]
+        responses = self._call(
+            lambda: self._client.query_batch_points(self.collection, requests=requests)
+        )
+        return [[Hit(str(p.id), float(p.score), {}) for p in r.points] for r in responses]
+
     def _scroll_page(
         self,
         offset: Any,
