@@ -48,6 +48,7 @@ _DATATYPES = {
     "float32": qe.VectorStorageDatatype.Float32,
 }
 _CONFIG_FILE = "edge_config.json"  # written by qdrant-edge next to wal/ and segments/
+_EXACT = qe.SearchParams(exact=True)
 _META_FILE = "simimg.json"  # simimg's own record in the shard directory (schema version)
 
 
@@ -232,12 +233,15 @@ class EdgeStore(StoreBase):
         return [record_from(r.id, r.vector, r.payload) for r in records]
 
     def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
+        # Searches stay exact even once `duplicates` has built the HNSW index: its recall
+        # with the default hnsw_ef is not yet measured on simimg's vectors (see issue 15).
         request = qe.QueryRequest(
             limit=k,
             query=qe.Query.Nearest(vector, using=space),
             filter=native_filter,
             with_payload=True,
             with_vector=False,
+            params=_EXACT,
         )
         points = self._run(lambda shard: shard.query(request))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
