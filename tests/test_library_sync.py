@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
+from benchmarks.sync import CountingEmbedder
 from ingest.report import IngestReport
 from ingest.runner import FolderIngester
 from ingest.sync import EmptyRootError, sync_roots
@@ -41,21 +41,6 @@ from tests.conftest import make_settings
 
 Disk = dict[tuple[str, str], str]  # (root, relative path) -> sha256 of the file
 ROOTS = ("a", "b")
-
-
-class CountingEmbedder:
-    """The real MobileNet embedder, counting the images it embeds."""
-
-    def __init__(self, inner: object) -> None:
-        self.inner = inner
-        self.embedded = 0
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
-    def embed(self, batch: np.ndarray) -> np.ndarray:
-        self.embedded += len(batch)
-        return self.inner.embed(batch)  # type: ignore[attr-defined]
 
 
 Counting = tuple[CountingEmbedder, EmbeddingPipeline]
