@@ -364,6 +364,8 @@ def test_a_vanished_file_is_still_found_shown_as_missing_and_counted(
     tmp_path: Path, settings: Settings, store: VectorStore, counting: Counting,
     contents: list[bytes],
 ) -> None:
+    from PIL import Image
+
     from service.status import collection_status
     from ui.images import CollectionImages
 
@@ -377,11 +379,15 @@ def test_a_vanished_file_is_still_found_shown_as_missing_and_counted(
     hits = Searcher(store, pipeline).search_by_id(gone, k=3)
     assert hits[0].id == gone  # its vectors are still valid
     images = CollectionImages(store, settings)
-    tile, caption = images.tile(gone, hits[0].payload, "img1.jpg")
+    tile_file, caption = images.tile(gone, hits[0].payload, "img1.jpg")
     assert caption == "img1.jpg (file missing)"
-    assert tile.size == (320, 320) and tile.getpixel((5, 5)) != (0, 0, 0)
-    shown, _ = images.tile(hits[1].id, hits[1].payload, "other")
-    assert shown.size != (320, 320) or shown.getpixel((160, 160)) != tile.getpixel((160, 160))
+    shown_file, shown_caption = images.tile(hits[1].id, hits[1].payload, "other")
+    assert shown_caption == "other" and shown_file != tile_file
+    with Image.open(tile_file) as tile, Image.open(shown_file) as shown:
+        assert tile.size == (320, 320)
+        assert tile.convert("RGB").getpixel((160, 160)) != shown.convert("RGB").getpixel(
+            (shown.width // 2, shown.height // 2))
+    assert images.preview(gone) == tile_file  # a query picked from the collection too
     files = collection_status(settings, store)["files"]
     assert files == {"locations": 3, "missing": 1, "roots": {str(root.resolve()): 3}}
 
