@@ -75,15 +75,20 @@ def test_scan_review_dismiss_and_export(served: tuple[str, object], tmp_path: Pa
             page.click("#dups-scan")
             page.locator("#dups-summary").get_by_text("groups").wait_for(state="visible")
             assert group_count(page) == 2
-            # the first group's thumbnails, the suggested keeper marked
+            # every group is a row of thumbnails, each with its suggested keeper marked
             page.wait_for_function(
                 """() => {
-                    const imgs = document.querySelectorAll('#dups-grid .grid-container img');
-                    return imgs.length >= 8 && [...imgs].every(i => i.complete && i.naturalWidth);
+                    const rows = document.querySelectorAll('.dups-row');
+                    const imgs = document.querySelectorAll('.dups-row .grid-container img');
+                    return rows.length == 2 && imgs.length >= 16
+                        && [...imgs].every(i => i.complete && i.naturalWidth);
                 }""")
-            captions = page.locator("#dups-grid .caption-label").all_inner_texts()
-            assert sum(c.startswith("KEEP · ") for c in captions) == 1, captions
-            assert len({"chelsea" in c for c in captions}) == 1  # one photo, not a mix
+            rows = page.locator(".dups-row")
+            for index in range(2):
+                captions = rows.nth(index).locator(".caption-label").all_inner_texts()
+                assert sum(c.startswith("KEEP · ") for c in captions) == 1, captions
+                assert len({"chelsea" in c for c in captions}) == 1  # one photo, not a mix
+            assert "keep" in page.locator(".dups-heading").first.inner_text()
 
             with page.expect_download() as download_info:
                 page.click("#dups-export")
@@ -94,9 +99,10 @@ def test_scan_review_dismiss_and_export(served: tuple[str, object], tmp_path: Pa
                 rows = list(csv.DictReader(handle))
             assert {row["group"] for row in rows} == {"1", "2"}
 
-            page.click("#dups-dismiss")
+            page.locator(".dups-dismiss").first.click()
             page.wait_for_function(
-                "document.querySelector('#dups-summary').innerText.startsWith('1 groups')")
+                "document.querySelector('#dups-summary').innerText.startsWith('1 groups')"
+                " && document.querySelectorAll('.dups-row').length == 1")
         finally:
             browser.close()
     assert len(Dismissals.load(settings)) == 1  # stored in the data dir, not the browser
