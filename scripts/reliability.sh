@@ -3,7 +3,7 @@
 # safety, concurrency. Prints the case counts that docs/reliability.md reports.
 #
 #   scripts/reliability.sh            # defaults below (about 15-25 min on 2 cores)
-#   FUZZ=300 CRASH_IMAGES=400 KILLS=8 TRAIN_KILLS=6 scripts/reliability.sh   # the CI sizes
+#   FUZZ=300 CRASH_IMAGES=400 KILLS=8 TRAIN_KILLS=3 scripts/reliability.sh   # the CI sizes
 #
 # Each run uses a fresh random seed unless SEED is set; the seed is printed so a failure
 # can be replayed with SEED=<n>.

@@ -328,7 +328,7 @@ def test_cluster_killed_at_random_moments_leaves_old_or_new_labels_never_half(
 
 # ----------------------------------------------------------------- train
 
-TRAIN_KILLS = int(os.environ.get("SIMIMG_TRAIN_KILLS", "6"))
+TRAIN_KILLS = int(os.environ.get("SIMIMG_TRAIN_KILLS", "3"))
 TRAIN_A = ["train", "--epochs", "2", "--image-size", "32", "--seed", "0"]
 TRAIN_B = ["train", "--epochs", "3", "--image-size", "32", "--seed", "1", "--patience", "9"]
 # Re-embed in batches of 2 so a kill there can leave some points done and some not.
