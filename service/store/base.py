@@ -107,6 +107,12 @@ class VectorStore(Protocol):
     def count(self, where: PointFilter | None = None) -> int:
         """Number of matching points (exact)."""
 
+    def facet(
+        self, key: str, where: PointFilter | None = None, limit: int = 100
+    ) -> list[tuple[Any, int]]:
+        """Exact ``(value, count)`` of the indexed payload ``key`` over matching points,
+        most frequent first (Qdrant's facet API)."""
+
     def schema_version(self) -> int:
         """The schema version the collection is stored in (see :mod:`service.store.schema`)."""
 
@@ -209,6 +215,10 @@ class StoreBase(ABC):
 
     @abstractmethod
     def _count(self, native_filter: Any) -> int: ...
+
+    @abstractmethod
+    def _facet(self, key: str, native_filter: Any, limit: int) -> list[tuple[Any, int]]:
+        """Exact facet counts of ``key``."""
 
     @abstractmethod
     def _condition(self, condition: Condition) -> Any:
@@ -334,6 +344,12 @@ class StoreBase(ABC):
 
     def count(self, where: PointFilter | None = None) -> int:
         return self._count(self.native_filter(where))
+
+    def facet(
+        self, key: str, where: PointFilter | None = None, limit: int = 100
+    ) -> list[tuple[Any, int]]:
+        hits = self._facet(key, self.native_filter(where), limit)
+        return sorted(hits, key=lambda hit: (-hit[1], str(hit[0])))
 
     def native_filter(self, where: PointFilter | None) -> Any:
         """``where`` in the backend's filter type (None when it selects everything)."""
