@@ -59,6 +59,10 @@ class SearchFilters:
     def active(self) -> bool:
         return any(vars(self).values())
 
+    def as_params(self) -> dict[str, str]:
+        """The set filters as request parameters (the REST API's names), for a client."""
+        return {name: value for name, value in vars(self).items() if value is not None}
+
     def point_filter(self, **extra: Any) -> PointFilter:
         """These filters plus ``extra`` PointFilter fields (e.g. ``cluster``)."""
         return replace(
