@@ -160,7 +160,10 @@ def _camera(exif: Image.Exif) -> str | None:
 def _text(raw: object, limit: int) -> str | None:
     """A short printable string from an EXIF ASCII value (NULs and padding stripped)."""
     if isinstance(raw, bytes):
-        raw = raw.decode("ascii", errors="replace")
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     if not isinstance(raw, str):
         return None
     text = " ".join(raw.replace("\x00", " ").split())

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from service.errors import StoreError
-from service.locations import folders_of, locations_of
 from service.store import schema
 from service.store.records import PointRecord
 
@@ -77,6 +76,9 @@ def _add_folders(store: VersionedStore) -> None:
     every file whose point has no ``modified_at`` (nothing is embedded again); ``labels``
     come with an embedding, so points stored before schema 4 have none until re-ingested.
     """
+    # imported here: service.locations imports the store package, which imports this module
+    from service.locations import folders_of, locations_of
+
     keys = [schema.PAYLOAD_ROOT, schema.PAYLOAD_PATH, schema.PAYLOAD_LOCATIONS,
             schema.PAYLOAD_FOLDERS]
     for page in store.scroll(batch_size=_PAGE, with_payload=keys):
