@@ -29,8 +29,8 @@ def create_app(service: SimimgService, with_page: bool = True) -> FastAPI:
     )
     app.state.service = service
     install_error_handlers(app)
+    app.include_router(browse_router)  # before router: its last route catches unknown paths
     app.include_router(router)
-    app.include_router(browse_router)
     if with_page:
         from ui.app import build_app, mount
 

@@ -12,7 +12,7 @@ from service.filters import SearchFilters
 
 AFTER = "Only images taken on or after this date (2024, 2024-06, 2024-06-01 or ISO date-time)"
 BEFORE = "Only images taken before this date (same forms as after)"
-CAMERA = "Only images whose camera ('Make Model') contains this text"
+CAMERA = "Only images whose camera ('Make Model') has these words (e.g. canon, eos 5d)"
 LABEL = "Only images with this label word (e.g. dog, animal, espresso)"
 FOLDER = "Only images somewhere below this absolute folder"
 

@@ -16,7 +16,7 @@ Before = Annotated[str | None, typer.Option(
     help="Only images taken before this date (same forms as --after)"
 )]
 Camera = Annotated[str | None, typer.Option(
-    help="Only images whose camera ('Make Model', see `facets camera`) contains this text"
+    help="Only images whose camera ('Make Model', see `facets camera`) has these words"
 )]
 Label = Annotated[str | None, typer.Option(
     help="Only images with this label word (e.g. dog, animal; see `facets labels`)"

@@ -24,7 +24,7 @@ class SearchFilters:
     """Normalised filters (all optional, all must hold).
 
     ``after`` / ``before``: RFC 3339 UTC bounds on ``taken_at`` (from inclusive, before
-    exclusive); ``camera``: text contained in ``camera``; ``label``: one lowercase word of
+    exclusive); ``camera``: words contained in ``camera``; ``label``: one lowercase word of
     ``labels``; ``folder``: an absolute folder the image lies somewhere below.
     """
 

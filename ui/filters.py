@@ -16,7 +16,7 @@ FILTER_NAMES = ("after", "before", "camera", "label", "folder")
 _LABELS = {
     "after": "Taken on or after (2024, 2024-06, 2024-06-01)",
     "before": "Taken before",
-    "camera": "Camera contains",
+    "camera": "Camera (words of Make Model)",
     "label": "Shows (a word: dog, animal, coffee...)",
     "folder": "Below folder",
 }

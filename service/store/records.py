@@ -63,7 +63,8 @@ class PointFilter:
     ``in_duplicate_group``: True selects points with a ``duplicate_group`` payload.
     ``taken_after`` / ``taken_before``: RFC 3339 bounds on ``taken_at`` (from inclusive,
     before exclusive); points without a capture time never match a bound.
-    ``camera``: ``camera`` contains this text (case-sensitive, as ``facets camera`` shows it).
+    ``camera``: ``camera`` contains these words (Qdrant's text match: any case on the embedded
+    engine; a server without a full-text index on ``camera`` matches the exact substring).
     ``label``: ``labels`` holds this word.
     ``folder``: one of the point's locations lies somewhere below this absolute folder.
     """
