@@ -105,18 +105,19 @@ def store(library: Library) -> Iterator[VectorStore]:
 
 # name -> (filters as a user types them, which images they must select)
 CASES: dict[str, tuple[dict[str, str], Callable[[str, Facts, list[str]], bool]]] = {
-    "after": ({"after": "2023-01-01"}, lambda p, f, l: bool(f.taken) and f.taken >= "2023"),
-    "before": ({"before": "2023-07-15"}, lambda p, f, l: bool(f.taken) and f.taken < "2023-07-15"),
+    "after": ({"after": "2023-01-01"}, lambda p, f, words: bool(f.taken) and f.taken >= "2023"),
+    "before": ({"before": "2023-07-15"},
+               lambda p, f, words: bool(f.taken) and f.taken < "2023-07-15"),
     "between": ({"after": "2023", "before": "2024-02-01T12:00:01"},
-                lambda p, f, l: bool(f.taken) and f.taken >= "2023"),
-    "camera make": ({"camera": "canon"}, lambda p, f, l: f.camera == "Canon EOS 5D"),
-    "camera model": ({"camera": "NIKON D3"}, lambda p, f, l: f.camera == "NIKON D3"),
-    "label": ({"label": "Animal"}, lambda p, f, l: "animal" in l),
-    "folder": ({"folder": "home"}, lambda p, f, l: f.folder.startswith("home")),
-    "subfolder": ({"folder": "home/garden"}, lambda p, f, l: f.folder == "home/garden"),
+                lambda p, f, words: bool(f.taken) and f.taken >= "2023"),
+    "camera make": ({"camera": "canon"}, lambda p, f, words: f.camera == "Canon EOS 5D"),
+    "camera model": ({"camera": "NIKON D3"}, lambda p, f, words: f.camera == "NIKON D3"),
+    "label": ({"label": "Animal"}, lambda p, f, words: "animal" in words),
+    "folder": ({"folder": "home"}, lambda p, f, words: f.folder.startswith("home")),
+    "subfolder": ({"folder": "home/garden"}, lambda p, f, words: f.folder == "home/garden"),
     "all four": ({"after": "2022-06", "camera": "EOS", "label": "animal", "folder": "home"},
-                 lambda p, f, l: bool(f.taken) and f.taken >= "2022-06"
-                 and f.camera == "Canon EOS 5D" and "animal" in l
+                 lambda p, f, words: bool(f.taken) and f.taken >= "2022-06"
+                 and f.camera == "Canon EOS 5D" and "animal" in words
                  and f.folder.startswith("home")),
 }
 
@@ -263,9 +264,6 @@ def test_cli_browse_and_facets(library: Library) -> None:
     assert done.returncode == 0, done.stderr
     counts = {c["value"]: c["count"] for c in json.loads(done.stdout)["counts"]}
     assert counts == dict(Counter(f.camera for f in library.facts.values() if f.camera))
-    done = run_admin(library.settings, "browse", "--before", "last week")
-    assert done.returncode != 0
-    assert "--before: expected a date" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_rest_api_filters(library: Library, photo_dir: Path) -> None:
