@@ -143,7 +143,7 @@ def measure_ingest(
 
     settings = bench_settings(data_dir, models_dir, decode_workers=decode_workers)
     if plain:
-        from benchmarks.ingest_labels import plain_pipeline
+        from benchmarks.features_only import plain_pipeline
 
         pipeline = plain_pipeline(settings, models_dir)
     else:

@@ -24,7 +24,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from benchmarks.features_only import plain_pipeline
 from benchmarks.ingest import (
+    cpu_seconds,
     format_table,
     load_average,
     machine_description,
@@ -34,56 +36,30 @@ from benchmarks.ingest import (
     table_row,
 )
 
-PLAIN_EXPORT_DIR = "mobilenet-features-only"
 
+def measure_model(folder: Path, data_dir: Path, models_dir: Path, rounds: int) -> dict:
+    """The model step alone, both forms alternated in one process on the same 64 prepared
+    images (batches of 16): CPU ms and images/s of ``embed_batch``, which for the shipped
+    form includes the classifier, the softmax and the label words."""
+    import time
 
-def plain_pipeline(settings: Any, models_dir: Path) -> Any:
-    """A pipeline as before labels and metadata: features-only export, no EXIF fields.
+    from benchmarks.ingest import bench_settings, load_pipeline
+    from service.walker import iter_image_files
 
-    Runs in its own benchmark process: the EXIF readers are switched off by replacing the
-    two functions ingest calls, which affects that process only.
-    """
-    import ingest.runner
-    import service.pipeline
-    from service.embedders.base import l2_normalise
-    from service.embedders.mobilenet import load_mobilenet
-    from service.embedders.onnx_export import cached_export, export_verified, make_session
-    from service.weights import resolve_weights
-
-    service.pipeline.exif_metadata = lambda exif: {}
-    ingest.runner.modified_at = lambda mtime_ns: {}
-    full = load_mobilenet(settings)
-    cache_dir = models_dir / PLAIN_EXPORT_DIR
-    export = cached_export(cache_dir, full.model_id)
-    if export is None:
-        import torch
-
-        from service.weights import build_mobilenet
-
-        class FeaturesOnly(torch.nn.Module):
-            def __init__(self, inner: torch.nn.Module) -> None:
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.inner(x)[0]
-
-        model = FeaturesOnly(build_mobilenet(resolve_weights(settings.weights))).eval()
-        export = export_verified(model, (3, full.input_size, full.input_size), cache_dir,
-                                 full.model_id, {})
-    run = make_session(export.path)
-
-    class FeaturesOnlyEmbedder:
-        space, dim, model_id, min_side = full.space, full.dim, full.model_id, full.min_side
-        preprocess = staticmethod(full.preprocess)
-
-        @staticmethod
-        def embed(batch: Any) -> Any:
-            return l2_normalise(run(batch)[0])
-
-    from service.pipeline import EmbeddingPipeline
-
-    return EmbeddingPipeline(settings, [FeaturesOnlyEmbedder()])
+    settings = bench_settings(data_dir, models_dir)
+    shipped, plain = load_pipeline(settings), plain_pipeline(settings, models_dir)
+    items = [shipped.prepare_file(f) for f in sorted(iter_image_files(folder))[:64]]
+    runs: dict[str, list[tuple[float, float]]] = {"with": [], "without": []}
+    for _ in range(rounds):
+        for name, pipeline in (("without", plain), ("with", shipped)):
+            cpu, wall = cpu_seconds(), time.perf_counter()
+            for start in range(0, len(items), 16):
+                pipeline.embed_batch(items[start : start + 16])
+            runs[name].append(((cpu_seconds() - cpu) * 1000 / len(items),
+                               len(items) / (time.perf_counter() - wall)))
+    return {name: {"cpu_ms_per_image": statistics.median(r[0] for r in values),
+                   "images_per_s": statistics.median(r[1] for r in values)}
+            for name, values in runs.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     models_dir = work / "export" / "models"
     camera = work / f"camera-{args.side}"
     camera_roll_jpegs(camera, args.count, side=args.side)
+    model = run_isolated(measure_model, camera, runs / "model", models_dir, 5 * args.rounds)
+    for name in ("without", "with"):
+        print(f"model step only ({name} labels), median of {5 * args.rounds}: "
+              f"{model[name]['images_per_s']:.1f} images/s, "
+              f"{model[name]['cpu_ms_per_image']:.2f} CPU ms/image")
     results: dict[str, list[dict[str, Any]]] = {"with": [], "without": []}
     rows = []
     for round_ in range(args.rounds):
@@ -124,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     change = (medians["with"] / medians["without"] - 1) * 100
     print(f"median images/s: with {medians['with']:.1f}, without {medians['without']:.1f} "
           f"({change:+.1f}%)")
-    print(json.dumps({"machine": machine, **results, "medians": medians}, default=str))
+    cpu = {name: statistics.median(r["cpu_ms_per_image"] for r in runs_)
+           for name, runs_ in results.items()}
+    print(f"median CPU ms/image: with {cpu['with']:.1f}, without {cpu['without']:.1f} "
+          f"({(cpu['with'] / cpu['without'] - 1) * 100:+.1f}%)")
+    print(json.dumps({"machine": machine, **results, "medians": medians, "model": model},
+                     default=str))
     return 0
 
 

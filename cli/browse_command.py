@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.table import Table
@@ -10,6 +11,12 @@ from rich.table import Table
 from cli.common import notice, out, print_json_line, settings_from, user_errors
 from cli.filter_options import After, Before, Camera, Cluster, Folder, Label, parse_filters
 from cli.remote import service_client
+
+if TYPE_CHECKING:
+    from api.client import ServiceClient
+    from service.store.base import VectorStore
+
+T = TypeVar("T")
 
 
 def browse(
@@ -26,20 +33,15 @@ def browse(
 ) -> None:
     """List the images matching the filters (any combination), without a query image."""
     from service.browse import browse as browse_store
-    from service.collection import open_collection
     from service.search import SearchResult
 
     with user_errors():
         filters = parse_filters(after, before, camera, label, folder)
-        settings = settings_from(ctx)
-        if (client := service_client(settings)) is not None:
-            results = [SearchResult(**r) for r in client.browse(filters, cluster, limit)]
-        else:
-            store = open_collection(settings, notify=notice)
-            try:
-                results = browse_store(store, filters, cluster, limit)
-            finally:
-                store.close()
+        results = _run(
+            ctx,
+            lambda client: [SearchResult(**r) for r in client.browse(filters, cluster, limit)],
+            lambda store: browse_store(store, filters, cluster, limit),
+        )
     if as_json:
         for result in results:
             print_json_line(result.to_json())
@@ -71,19 +73,14 @@ def facets(
 ) -> None:
     """Count the images per value of KEY (Qdrant's facet API), most frequent first."""
     from service.browse import facet_counts
-    from service.collection import open_collection
 
     with user_errors():
         filters = parse_filters(after, before, camera, label, folder)
-        settings = settings_from(ctx)
-        if (client := service_client(settings)) is not None:
-            counts = client.facets(key, filters, cluster, limit)
-        else:
-            store = open_collection(settings, notify=notice)
-            try:
-                counts = facet_counts(store, key, filters, cluster, limit)
-            finally:
-                store.close()
+        counts = _run(
+            ctx,
+            lambda client: client.facets(key, filters, cluster, limit),
+            lambda store: facet_counts(store, key, filters, cluster, limit),
+        )
     if as_json:
         print_json_line({"key": key, "counts": [{"value": v, "count": c} for v, c in counts]})
         return
@@ -93,6 +90,24 @@ def facets(
     for value, count in counts:
         table.add_row(str(value), str(count))
     out.print(table)
+
+
+def _run(
+    ctx: typer.Context,
+    remote: Callable[[ServiceClient], T],
+    local: Callable[[VectorStore], T],
+) -> T:
+    """``remote(client)`` when a running service holds the data dir, else ``local(store)``."""
+    from service.collection import open_collection
+
+    settings = settings_from(ctx)
+    if (client := service_client(settings)) is not None:
+        return remote(client)
+    store = open_collection(settings, notify=notice)
+    try:
+        return local(store)
+    finally:
+        store.close()
 
 
 def register(app: typer.Typer) -> None:
