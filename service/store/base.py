@@ -31,18 +31,8 @@ from service.store.records import (
     vectors_as_lists,
 )
 
-__all__ = [
-    "Condition",
-    "Hit",
-    "PointFilter",
-    "PointRecord",
-    "StoreBase",
-    "VectorStore",
-    "conditions_of",
-    "record_from",
-    "vector_selector",
-    "vectors_as_lists",
-]
+__all__ = ["Condition", "Hit", "PointFilter", "PointRecord", "StoreBase", "VectorStore",
+           "conditions_of", "record_from", "vector_selector", "vectors_as_lists"]
 
 _ID_CHUNK = 1024
 _WRITE_CHUNK = 256
@@ -107,11 +97,9 @@ class VectorStore(Protocol):
     def count(self, where: PointFilter | None = None) -> int:
         """Number of matching points (exact)."""
 
-    def facet(
-        self, key: str, where: PointFilter | None = None, limit: int = 100
-    ) -> list[tuple[Any, int]]:
-        """Exact ``(value, count)`` of the indexed payload ``key`` over matching points,
-        most frequent first (Qdrant's facet API)."""
+    def facet(self, key: str, where: PointFilter | None = None,
+              limit: int = 100) -> list[tuple[Any, int]]:
+        """Exact (value, count) of an indexed payload key, most first (Qdrant's facet API)."""
 
     def schema_version(self) -> int:
         """The schema version the collection is stored in (see :mod:`service.store.schema`)."""
@@ -217,8 +205,7 @@ class StoreBase(ABC):
     def _count(self, native_filter: Any) -> int: ...
 
     @abstractmethod
-    def _facet(self, key: str, native_filter: Any, limit: int) -> list[tuple[Any, int]]:
-        """Exact facet counts of ``key``."""
+    def _facet(self, key: str, native_filter: Any, limit: int) -> list[tuple[Any, int]]: ...
 
     @abstractmethod
     def _condition(self, condition: Condition) -> Any:
@@ -345,9 +332,8 @@ class StoreBase(ABC):
     def count(self, where: PointFilter | None = None) -> int:
         return self._count(self.native_filter(where))
 
-    def facet(
-        self, key: str, where: PointFilter | None = None, limit: int = 100
-    ) -> list[tuple[Any, int]]:
+    def facet(self, key: str, where: PointFilter | None = None,
+              limit: int = 100) -> list[tuple[Any, int]]:
         hits = self._facet(key, self.native_filter(where), limit)
         return sorted(hits, key=lambda hit: (-hit[1], str(hit[0])))
 
