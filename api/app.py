@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 import ui  # noqa: F401  (disables Gradio analytics before gradio is imported)
+from api.browse_routes import router as browse_router
 from api.errors import install_error_handlers
 from api.routes import PREFIX, cache_control, router
 from api.security import ASGIApp, KeyMiddleware, Receive, Scope, Send
@@ -28,6 +29,7 @@ def create_app(service: SimimgService, with_page: bool = True) -> FastAPI:
     )
     app.state.service = service
     install_error_handlers(app)
+    app.include_router(browse_router)  # before router: its last route catches unknown paths
     app.include_router(router)
     if with_page:
         from ui.app import build_app, mount

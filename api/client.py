@@ -11,6 +11,7 @@ import httpx
 
 from api import API_PREFIX as PREFIX
 from service.errors import SimimgError
+from service.filters import NO_FILTERS, SearchFilters
 from service.holder import holding_service
 from service.pipeline import read_image_bytes
 
@@ -55,16 +56,34 @@ class ServiceClient:
         return True
 
     def search(
-        self, image: Path, space: str, k: int, cluster: int | None, max_file_bytes: int
+        self, image: Path, space: str, k: int, cluster: int | None, max_file_bytes: int,
+        filters: SearchFilters = NO_FILTERS,
     ) -> list[dict[str, Any]]:
         """Search with a local file; it is read here under the same size limit as a direct
         search, and named by its path so errors read as they would without the service."""
         data = read_image_bytes(image, max_file_bytes)
-        form: dict[str, Any] = {"k": str(k), "space": space}
+        form: dict[str, Any] = {"k": str(k), "space": space, **filters.as_params()}
         if cluster is not None:
             form["cluster"] = str(cluster)
         answer = self._call("POST", "/search", files={"image": (str(image), data)}, data=form)
         return answer["results"]
+
+    def browse(
+        self, filters: SearchFilters, cluster: int | None, limit: int
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {**filters.as_params(), "limit": limit}
+        if cluster is not None:
+            params["cluster"] = cluster
+        return self._call("GET", "/browse", params=params)["results"]
+
+    def facets(
+        self, key: str, filters: SearchFilters, cluster: int | None, limit: int
+    ) -> list[tuple[Any, int]]:
+        params: dict[str, Any] = {**filters.as_params(), "limit": limit}
+        if cluster is not None:
+            params["cluster"] = cluster
+        answer = self._call("GET", f"/facets/{key}", params=params)
+        return [(item["value"], item["count"]) for item in answer["counts"]]
 
     def status(self) -> dict[str, Any]:
         return self._call("GET", "/status")

@@ -12,15 +12,17 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field
 
 from api import API_PREFIX
+from api.filter_params import form_filters, query_filters
 from api.jobs import Job
 from api.security import TRUSTED_SCOPE_KEY
 from api.service import SimimgService
 from service.errors import ImageTooLargeError, PointNotFoundError
+from service.filters import NO_FILTERS, SearchFilters
 from service.search import FUSED, MAX_K, SearchResult
 from service.store.schema import SPACES
 from service.thumbnails import DEFAULT_THUMBNAIL_SIZE
@@ -127,6 +129,7 @@ def search(
     space: Annotated[str, Form(description=SPACE_HELP)] = "mobilenet",
     cluster: Annotated[int | None, Form(description="Only this cluster (-1 = noise)")] = None,
     min_score: Annotated[float | None, Form(description="Drop results below this")] = None,
+    filters: Annotated[SearchFilters, Depends(form_filters)] = NO_FILTERS,
 ) -> SearchResponse:
     service = _service(request)
     limit = service.settings.max_file_bytes
@@ -136,7 +139,8 @@ def search(
         raise ImageTooLargeError(
             f"{source}: upload is over the limit of {limit:,} bytes (SIMIMG_MAX_FILE_BYTES)"
         )
-    return _results(service.searcher.search(data, space, k, cluster, source), min_score)
+    results = service.searcher.search(data, space, k, cluster, source, filters)
+    return _results(results, min_score)
 
 
 @router.get("/points/{point_id}/similar", response_model=SearchResponse,
@@ -148,9 +152,10 @@ def similar(
     space: Annotated[str, Query(description=SPACE_HELP)] = "mobilenet",
     cluster: Annotated[int | None, Query(description="Only this cluster (-1 = noise)")] = None,
     min_score: Annotated[float | None, Query(description="Drop results below this")] = None,
+    filters: Annotated[SearchFilters, Depends(query_filters)] = NO_FILTERS,
 ) -> SearchResponse:
     service = _service(request)
-    results = service.searcher.search_by_id(_point_id(point_id), space, k, cluster)
+    results = service.searcher.search_by_id(_point_id(point_id), space, k, cluster, filters)
     return _results(results, min_score)
 
 

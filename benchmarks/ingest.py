@@ -130,15 +130,24 @@ def measure_export(data_dir: Path) -> Result:
 
 
 def measure_ingest(
-    folder: Path, data_dir: Path, models_dir: Path, decode_workers: int | None = None
+    folder: Path, data_dir: Path, models_dir: Path, decode_workers: int | None = None,
+    plain: bool = False,
 ) -> Result:
-    """End-to-end ingest of every image under ``folder`` into a fresh embedded store."""
+    """End-to-end ingest of every image under ``folder`` into a fresh embedded store.
+
+    ``plain``: without labels and photo metadata, as before issue 17 (see
+    :mod:`benchmarks.ingest_labels`)."""
     from ingest.runner import FolderIngester
     from service.store import open_store
     from service.walker import iter_image_files
 
     settings = bench_settings(data_dir, models_dir, decode_workers=decode_workers)
-    pipeline = load_pipeline(settings)
+    if plain:
+        from benchmarks.features_only import plain_pipeline
+
+        pipeline = plain_pipeline(settings, models_dir)
+    else:
+        pipeline = load_pipeline(settings)
     rss_before = peak_rss_mib()
     store = open_store(settings)
     try:

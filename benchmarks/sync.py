@@ -131,6 +131,10 @@ class CountingEmbedder:
         self.embedded += len(batch)
         return self.inner.embed(batch)
 
+    def embed_and_classify(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.embedded += len(batch)
+        return self.inner.embed_and_classify(batch)
+
 
 def measure_sync(library: Path, data_dir: Path, models_dir: Path) -> Result:
     """One ``ingest LIBRARY`` in this (fresh) process: open store, load model, sync."""

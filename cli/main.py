@@ -22,6 +22,7 @@ from cli.common import (
     settings_from,
     user_errors,
 )
+from cli.filter_options import After, Before, Camera, Folder, Label, parse_filters
 from cli.remote import run_job, service_client
 from ingest.report import IngestReport
 from service.search import SEARCH_MODES, SearchResult
@@ -226,6 +227,11 @@ def search(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON Lines: one object per query")
     ] = False,
+    after: After = None,
+    before: Before = None,
+    camera: Camera = None,
+    label: Label = None,
+    folder: Folder = None,
 ) -> None:
     """Find the images most similar to each query image (in the collection or not)."""
     from service.collection import open_collection
@@ -235,17 +241,20 @@ def search(
     for image in images:
         require_file(image, "query image")
     with user_errors():
+        filters = parse_filters(after, before, camera, label, folder)
         settings = settings_from(ctx)
         if (client := service_client(settings)) is not None:
             for image in images:
-                found = client.search(image, space, k, cluster, settings.max_file_bytes)
+                found = client.search(image, space, k, cluster, settings.max_file_bytes,
+                                      filters)
                 _print_results(image, [SearchResult(**r) for r in found], as_json)
             return
         store = open_collection(settings, notify=notice)
         try:
             searcher = Searcher(store, build_pipeline(settings))
             for image in images:
-                results = searcher.search(image, space=space, k=k, cluster=cluster)
+                results = searcher.search(image, space=space, k=k, cluster=cluster,
+                                          filters=filters)
                 _print_results(image, results, as_json)
         finally:
             store.close()
@@ -334,6 +343,7 @@ def _eps_text(eps: object) -> str:
 def _register_feature_commands() -> None:
     """Commands defined in their own modules, one module per feature."""
     from cli import (
+        browse_command,
         cluster_commands,
         duplicates_command,
         serve_command,
@@ -342,7 +352,7 @@ def _register_feature_commands() -> None:
     )
 
     for module in (train_commands, cluster_commands, duplicates_command, server_commands,
-                   serve_command):
+                   serve_command, browse_command):
         module.register(app)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from service.locations import Location, Place, locations_of, locations_payload
 from service.store.base import PointFilter, VectorStore
-from service.store.schema import PAYLOAD_FILE_SIZE, PAYLOAD_LOCATIONS
+from service.store.schema import PAYLOAD_FILE_SIZE, PAYLOAD_LOCATIONS, PAYLOAD_MODIFIED_AT
 
 _PAGE = 1024
 
@@ -32,9 +32,12 @@ class KnownPlace:
     point_id: str
     file_size: int | None
     mtime_ns: int | None
+    # False for points stored before photo metadata was read (schema < 4): their files are
+    # read once more (header only, never embedded) to add it.
+    has_metadata: bool = True
 
     def unchanged(self, size: int, mtime_ns: int) -> bool:
-        return self.mtime_ns == mtime_ns and self.file_size == size
+        return self.mtime_ns == mtime_ns and self.file_size == size and self.has_metadata
 
 
 class LocationIndex:
@@ -57,18 +60,24 @@ class LocationIndex:
             pages = store.scroll(
                 batch_size=_PAGE,
                 where=PointFilter(location_root=root),
-                with_payload=[PAYLOAD_LOCATIONS, PAYLOAD_FILE_SIZE],
+                with_payload=[PAYLOAD_LOCATIONS, PAYLOAD_FILE_SIZE, PAYLOAD_MODIFIED_AT],
             )
             for page in pages:
                 for record in page:
                     size = record.payload.get(PAYLOAD_FILE_SIZE)
+                    has_metadata = PAYLOAD_MODIFIED_AT in record.payload
                     for loc in locations_of(record.payload):
                         if loc.root == root:
-                            index.add(loc, record.id, int(size) if size is not None else None)
+                            index.add(loc, record.id, int(size) if size is not None else None,
+                                      has_metadata)
         return index
 
-    def add(self, loc: Location, point_id: str, file_size: int | None) -> None:
-        self._places[loc.place].append(KnownPlace(point_id, file_size, loc.mtime_ns))
+    def add(
+        self, loc: Location, point_id: str, file_size: int | None, has_metadata: bool = True
+    ) -> None:
+        self._places[loc.place].append(
+            KnownPlace(point_id, file_size, loc.mtime_ns, has_metadata)
+        )
         self._by_root[loc.root].add(loc.place)
 
     def claims(self, place: Place) -> list[KnownPlace]:

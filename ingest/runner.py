@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from ingest.ledger import LocationIndex, LocationLedger
 from ingest.report import IngestReport
 from service.errors import ImageDecodeError
+from service.exif import metadata_from_bytes, modified_at
 from service.images import sha256_hex
 from service.locations import Location, locations_payload
 from service.pipeline import EmbeddingPipeline, PreparedImage, read_image_bytes
@@ -43,6 +44,8 @@ from service.store.schema import (
     PAYLOAD_FORMAT,
     PAYLOAD_HEIGHT,
     PAYLOAD_INGESTED_AT,
+    PAYLOAD_LABELS,
+    PAYLOAD_MODIFIED_AT,
     PAYLOAD_SHA256,
     PAYLOAD_WIDTH,
     VECTOR_AUTOENCODER,
@@ -60,10 +63,15 @@ _WRITES_IN_FLIGHT = 2
 
 @dataclass(frozen=True)
 class _Stored:
-    """The file's content is already in the store (as point ``point_id``)."""
+    """The file's content is already in the store (as point ``point_id``).
+
+    ``metadata``: payload keys to add when the point was stored before simimg read photo
+    metadata (schema < 4); read from the file's header, nothing is embedded again.
+    """
 
     point_id: str
     location: Location
+    metadata: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,8 @@ class FolderIngester:
                 elif isinstance(result, _Stored):
                     report.already_stored += 1
                     ledger.found(result.location, result.point_id, new_point=False)
+                    if result.metadata:
+                        self.store.set_payload(result.metadata, [result.point_id])
                 elif result.image.point_id in seen_this_run:
                     report.duplicates += 1
                     ledger.found(result.location, result.image.point_id, new_point=False)
@@ -159,8 +169,10 @@ class FolderIngester:
             data = read_image_bytes(path, self.pipeline.settings.max_file_bytes)
             digest = sha256_hex(data)
             point_id = point_id_for(digest)
-            if self.store.existing_ids([point_id]):
-                return _Stored(point_id, location)
+            stored = self.store.retrieve([point_id])
+            if stored:
+                return _Stored(point_id, location, _missing_metadata(stored[0].payload, data,
+                                                                      mtime_ns))
             return _Prepared(self.pipeline.prepare(data, source, sha256=digest), location)
         except ImageDecodeError as exc:
             return _Failed(source, _reason(exc, source, path))
@@ -173,7 +185,8 @@ class FolderIngester:
         # A batch prepared just before a switch skips the new model's space; `train`'s
         # re-embed (or the next one) fills it. Tags only ever name the model that embedded.
         batch = [item.image for item in prepared]
-        vectors = self.pipeline.embed(batch, self.pipeline.current_spaces(batch))
+        embedded = self.pipeline.embed_batch(batch, self.pipeline.current_spaces(batch))
+        vectors = embedded.vectors
         now = datetime.now(UTC).isoformat(timespec="seconds")
         autoencoder_model = (
             self.pipeline.model_id(VECTOR_AUTOENCODER) if VECTOR_AUTOENCODER in vectors else None
@@ -188,7 +201,11 @@ class FolderIngester:
                 PAYLOAD_FORMAT: item.format,
                 PAYLOAD_FILE_SIZE: item.file_size,
                 PAYLOAD_INGESTED_AT: now,
+                **item.metadata,
+                **modified_at(found.location.mtime_ns),
             }
+            if embedded.labels is not None:
+                payload[PAYLOAD_LABELS] = embedded.labels[row]
             if autoencoder_model is not None:
                 payload[PAYLOAD_AE_MODEL] = autoencoder_model
             points.append(
@@ -255,6 +272,15 @@ class _BoundedWriter:
                 self._pending.popleft().result()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _missing_metadata(
+    payload: dict[str, Any], data: bytes, mtime_ns: int | None
+) -> dict[str, Any] | None:
+    """Photo metadata for a point stored without it (``modified_at`` marks that it was read)."""
+    if PAYLOAD_MODIFIED_AT in payload:
+        return None
+    return {**metadata_from_bytes(data), **modified_at(mtime_ns)}
 
 
 def _mtime_ns(path: Path) -> int | None:

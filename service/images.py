@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from service.errors import ImageDecodeError, ImageTooLargeError
+from service.exif import exif_of
 
 SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "MPO"})
 IMAGE_SUFFIXES = frozenset(
@@ -45,6 +46,7 @@ class DecodedImage:
     width: int  # original pixel size, after EXIF orientation
     height: int
     format: str
+    exif: Image.Exif | None = None  # parsed from the header while decoding (see service.exif)
 
 
 def sha256_hex(data: bytes) -> str:
@@ -99,7 +101,8 @@ def _decode(data: bytes, *, max_pixels: int, min_side: int | None, source: str) 
         )
     if getattr(img, "n_frames", 1) > 1:
         img.seek(0)
-    orientation = _exif_orientation(img)
+    exif = exif_of(img)
+    orientation = _orientation(exif)
     if orientation in _ROTATING_ORIENTATIONS:
         width, height = height, width
     if min_side and fmt in ("JPEG", "MPO"):
@@ -107,7 +110,8 @@ def _decode(data: bytes, *, max_pixels: int, min_side: int | None, source: str) 
     img.load()
     if orientation not in (None, 1):
         img = ImageOps.exif_transpose(img)
-    return DecodedImage(image=to_rgb(_limit_aspect(img)), width=width, height=height, format=fmt)
+    return DecodedImage(image=to_rgb(_limit_aspect(img)), width=width, height=height, format=fmt,
+                        exif=exif)
 
 
 def _limit_aspect(img: Image.Image) -> Image.Image:
@@ -124,11 +128,9 @@ def _limit_aspect(img: Image.Image) -> Image.Image:
     return img.crop((0, top, width, top + keep))
 
 
-def _exif_orientation(img: Image.Image) -> int | None:
-    try:
-        return img.getexif().get(0x0112)
-    except Exception:  # a broken EXIF block must not sink an otherwise good image
-        return None
+def _orientation(exif: Image.Exif | None) -> int | None:
+    value = exif.get(0x0112) if exif is not None else None
+    return value if isinstance(value, int) else None
 
 
 def _apply_draft(img: Image.Image, min_side: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from service.errors import ImageDecodeError
@@ -19,6 +19,7 @@ from service.store.schema import (
     LOCATION_MTIME,
     LOCATION_PATH,
     LOCATION_ROOT,
+    PAYLOAD_FOLDERS,
     PAYLOAD_LOCATIONS,
     PAYLOAD_PATH,
     PAYLOAD_ROOT,
@@ -69,13 +70,28 @@ def locations_of(payload: dict[str, Any]) -> list[Location]:
 
 
 def locations_payload(locations: Sequence[Location]) -> dict[str, Any]:
-    """The payload keys that record ``locations`` (sorted, first one also as root/path)."""
+    """The payload keys that record ``locations`` (sorted, first one also as root/path)
+    and the ``folders`` they lie in."""
     ordered = sorted(locations, key=lambda loc: loc.place)
-    payload: dict[str, Any] = {PAYLOAD_LOCATIONS: [loc.to_payload() for loc in ordered]}
+    payload: dict[str, Any] = {
+        PAYLOAD_LOCATIONS: [loc.to_payload() for loc in ordered],
+        PAYLOAD_FOLDERS: folders_of(ordered),
+    }
     if ordered:
         payload[PAYLOAD_ROOT] = ordered[0].root
         payload[PAYLOAD_PATH] = ordered[0].path
     return payload
+
+
+def folders_of(locations: Iterable[Location]) -> list[str]:
+    """Every folder holding one of ``locations``: each file's folder and all folders above it
+    (``/`` left out), absolute POSIX paths, sorted. A keyword match on one of them is a
+    "somewhere below this folder" filter."""
+    folders: set[str] = set()
+    for loc in locations:
+        folder = PurePosixPath(loc.root, loc.path).parent
+        folders.update(str(f) for f in (folder, *folder.parents) if str(f) != "/")
+    return sorted(folders)
 
 
 def location_file(root: object, relative: object) -> Path:

@@ -1,7 +1,9 @@
 """The one data path from file bytes to vectors, shared by ingest, queries and training.
 
 ``prepare`` (decode + preprocess, thread-safe, releases the GIL in PIL) is what decode
-workers run in parallel; ``embed`` runs the models on a stacked batch.
+workers run in parallel; it also reads the photo's EXIF metadata from the header the decoder
+parsed (no second decode). ``embed_batch`` runs the models on a stacked batch; the MobileNet
+pass gives the image's ImageNet ``labels`` alongside its vector.
 """
 
 from __future__ import annotations
@@ -9,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from service.config import Settings
 from service.embedders.autoencoder import NOT_TRAINED_MESSAGE
 from service.embedders.base import Embedder
+from service.embedders.imagenet_labels import labels_for
 from service.errors import ImageDecodeError, ImageTooLargeError, ModelNotTrainedError
+from service.exif import exif_metadata
 from service.images import DecodedImage, decode_image, sha256_hex
 from service.store.schema import VECTOR_AUTOENCODER, VECTOR_MOBILENET, point_id_for
 
@@ -34,6 +39,16 @@ class PreparedImage:
     inputs: dict[str, np.ndarray] = field(repr=False)
     # The model each input was preprocessed for (a model switch may happen in between).
     models: dict[str, str] = field(default_factory=dict)
+    # Payload keys read from the file's EXIF (taken_at, camera, location_gps), when valid.
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EmbeddedBatch:
+    """Vectors per space and, when the MobileNet space ran, each image's ``labels``."""
+
+    vectors: dict[str, np.ndarray]
+    labels: list[list[str]] | None = None
 
 
 def read_image_bytes(path: Path, max_file_bytes: int) -> bytes:
@@ -133,6 +148,7 @@ class EmbeddingPipeline:
             format=decoded.format,
             inputs={space: e.preprocess(decoded.image) for space, e in embedders.items()},
             models={space: e.model_id for space, e in embedders.items()},
+            metadata=exif_metadata(decoded.exif),
         )
 
     def prepare_file(self, path: Path, source: str | None = None) -> PreparedImage:
@@ -148,15 +164,26 @@ class EmbeddingPipeline:
         self, items: Sequence[PreparedImage], spaces: Sequence[str] | None = None
     ) -> dict[str, np.ndarray]:
         """Vectors for ``items`` in each requested space (default: every loaded space)."""
+        return self.embed_batch(items, spaces).vectors
+
+    def embed_batch(
+        self, items: Sequence[PreparedImage], spaces: Sequence[str] | None = None
+    ) -> EmbeddedBatch:
+        """:meth:`embed`, plus the labels of the MobileNet pass (same forward pass)."""
         wanted = list(spaces) if spaces is not None else self.spaces
-        out: dict[str, np.ndarray] = {}
+        out = EmbeddedBatch({})
         for space in wanted:
             embedder = self.embedder(space)
             if not items:
-                out[space] = np.zeros((0, embedder.dim), np.float32)
+                out.vectors[space] = np.zeros((0, embedder.dim), np.float32)
                 continue
             batch = np.stack([item.inputs[space] for item in items])
-            out[space] = embedder.embed(batch)
+            classify = getattr(embedder, "embed_and_classify", None)
+            if classify is None:
+                out.vectors[space] = embedder.embed(batch)
+                continue
+            out.vectors[space], logits = classify(batch)
+            out.labels = labels_for(logits)
         return out
 
 

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from service.errors import ConfigError, EmptyCollectionError, PointNotFoundError
+from service.filters import NO_FILTERS, SearchFilters
 from service.locations import locations_of, stored_file
 from service.pipeline import EmbeddingPipeline, PreparedImage
-from service.store.base import Hit, PointFilter, VectorStore
+from service.store.base import Hit, VectorStore
 from service.store.schema import (
     PAYLOAD_CLUSTER,
     PAYLOAD_PATH,
@@ -72,6 +73,7 @@ class Searcher:
         k: int = 6,
         cluster: int | None = None,
         source: str | None = None,
+        filters: SearchFilters = NO_FILTERS,
     ) -> list[SearchResult]:
         """Top-``k`` images most similar to ``query`` in ``space`` (or ``fused``).
 
@@ -80,10 +82,12 @@ class Searcher:
         spaces = self._spaces(space, k)
         prepared = query if isinstance(query, PreparedImage) else self.prepare(query, source)
         vectors = self.pipeline.embed([prepared], spaces)
-        return self.search_vectors({name: vectors[name][0] for name in spaces}, k, cluster)
+        return self.search_vectors({name: vectors[name][0] for name in spaces}, k, cluster,
+                                   filters)
 
     def search_by_id(
-        self, point_id: str, space: str = "mobilenet", k: int = 6, cluster: int | None = None
+        self, point_id: str, space: str = "mobilenet", k: int = 6, cluster: int | None = None,
+        filters: SearchFilters = NO_FILTERS,
     ) -> list[SearchResult]:
         """Search with a stored point's own vectors (picking a query from the collection)."""
         spaces = self._spaces(space, k)
@@ -94,15 +98,16 @@ class Searcher:
         missing = [name for name in spaces if name not in stored]
         if missing:
             raise ConfigError(f"image {point_id} has no {', '.join(missing)} vector yet")
-        return self.search_vectors({name: stored[name] for name in spaces}, k, cluster)
+        return self.search_vectors({name: stored[name] for name in spaces}, k, cluster, filters)
 
     def search_vectors(
-        self, vectors: dict[str, np.ndarray], k: int, cluster: int | None = None
+        self, vectors: dict[str, np.ndarray], k: int, cluster: int | None = None,
+        filters: SearchFilters = NO_FILTERS,
     ) -> list[SearchResult]:
         """Search each given space and fuse the rankings when there is more than one."""
         rankings = []
         for space, vector in vectors.items():
-            where = PointFilter(
+            where = filters.point_filter(
                 cluster=cluster, autoencoder_model=self._autoencoder_model(space)
             )
             depth = k if len(vectors) == 1 else min(MAX_K, max(4 * k, 50))
@@ -113,7 +118,7 @@ class Searcher:
             raise EmptyCollectionError(
                 "the collection is empty: run `simimg-admin ingest FOLDER` first"
             )
-        return [_to_result(hit) for hit in hits[:k]]
+        return [result_of(hit) for hit in hits[:k]]
 
     def _spaces(self, space: str, k: int) -> list[str]:
         """Validate the arguments; the vector spaces ``space`` searches, each ready to use.
@@ -152,7 +157,7 @@ def _check_args(space: str, k: int) -> None:
         raise ConfigError(f"--k must be between 1 and {MAX_K}, got {k}")
 
 
-def _to_result(hit: Hit) -> SearchResult:
+def result_of(hit: Hit) -> SearchResult:
     payload = hit.payload
     cluster = payload.get(PAYLOAD_CLUSTER)
     return SearchResult(

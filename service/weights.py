@@ -66,16 +66,36 @@ def weights_fingerprint(source: Path | str) -> str:
 
 
 def build_mobilenet(source: Path | str) -> torch.nn.Module:
-    """timm MobileNetV2 in eval mode with ImageNet weights and the classifier removed."""
+    """timm MobileNetV2 in eval mode with ImageNet weights, returning two outputs per image:
+    the pooled 1280-d features (the ``mobilenet`` vector) and the 1000 ImageNet logits, so
+    labels come from the same forward pass as the embedding."""
     import timm
 
     if source == TIMM_ONLINE:
-        model = timm.create_model(MODEL_NAME, pretrained=True, num_classes=0)
-        return model.eval()
-    model = timm.create_model(MODEL_NAME, pretrained=False)
-    model.load_state_dict(_remap_state_dict(Path(source), model.state_dict()))
-    model.reset_classifier(0)
-    return model.eval()
+        model = timm.create_model(MODEL_NAME, pretrained=True)
+    else:
+        model = timm.create_model(MODEL_NAME, pretrained=False)
+        model.load_state_dict(_remap_state_dict(Path(source), model.state_dict()))
+    return _FeaturesAndLogits.wrap(model).eval()
+
+
+class _FeaturesAndLogits:
+    """Builds (lazily, so importing this module needs no torch) the two-output wrapper."""
+
+    @staticmethod
+    def wrap(model: torch.nn.Module) -> torch.nn.Module:
+        import torch
+
+        class FeaturesAndLogits(torch.nn.Module):
+            def __init__(self, inner: torch.nn.Module) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                pooled = self.inner.forward_head(self.inner.forward_features(x), pre_logits=True)
+                return pooled, self.inner.get_classifier()(pooled)
+
+        return FeaturesAndLogits(model)
 
 
 def _remap_state_dict(path: Path, target: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ import pytest
 
 from service.config import Settings
 from service.errors import StoreError
+from service.locations import Location, folders_of, locations_payload
 from service.store import open_store, schema
 from service.store.base import StoreBase
 from tests.conftest import STORED_VECTOR_ATOL
@@ -58,8 +59,10 @@ def test_first_release_collection_is_migrated_with_everything_kept(tmp_path: Pat
         record, old = records[point_id], expected_payload[point_id]
         migrated = dict(record.payload)
         locations = migrated.pop(schema.PAYLOAD_LOCATIONS)
+        folders = migrated.pop(schema.PAYLOAD_FOLDERS)  # schema 4, from the locations
         assert migrated == old  # every old key and value kept
         assert locations == [{"root": old["root"], "path": old["path"]}]
+        assert folders == folders_of([Location(old["root"], old["path"])])
         np.testing.assert_allclose(
             record.vectors[schema.VECTOR_MOBILENET], expected["mobilenet"][row],
             atol=STORED_VECTOR_ATOL,
@@ -97,6 +100,27 @@ def test_schema_1_on_every_backend_is_migrated(backend: Backend) -> None:
 
     assert reopened.count(PointFilter(location_root="/photos")) == 40
     assert reopened.count(PointFilter(location_root="/elsewhere")) == 0
+
+
+def test_schema_3_gets_folders_from_its_locations(backend: Backend) -> None:
+    store = backend.open()
+    points = make_points(12)
+    for i, point in enumerate(points):
+        point.payload.update(locations_payload([Location("/photos", f"{i % 3}/x/{i}.jpg")]))
+    store.upsert(points)
+    ids = [p.id for p in points]
+    store.delete_payload_key(schema.PAYLOAD_FOLDERS, ids)  # as schema 3 stored them
+    store.set_schema_meta(schema_version=3)
+    store.close()
+
+    reopened = backend.open()
+    assert reopened.schema_version() == schema.SCHEMA_VERSION
+    from service.store.base import PointFilter
+
+    assert reopened.count(PointFilter(folder="/photos")) == 12
+    assert reopened.count(PointFilter(folder="/photos/1")) == 4
+    assert reopened.count(PointFilter(folder="/photos/1/x")) == 4
+    assert reopened.count(PointFilter(folder="/photo")) == 0
 
 
 def test_a_newer_schema_is_refused_and_left_untouched(backend: Backend) -> None:

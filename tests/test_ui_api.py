@@ -146,6 +146,20 @@ def test_cluster_filter_returns_only_that_cluster(served: Served) -> None:
         assert {r["cluster"] for r in rows} == {label}
 
 
+def test_page_filters_narrow_the_search(served: Served) -> None:
+    query = handle_file(str(served.files["imagenet_00_243.jpg"]))
+    # after, before, camera, label, folder: as the Filters panel passes them
+    _, _, rows = served.client.predict(query, "mobilenet", 20, "all", "", "", "", "dog", "",
+                                       api_name="/search")
+    assert 0 < len(rows) < 20  # the bull mastiff and some of the other dogs, nothing else
+    _, _, rows = served.client.predict(query, "mobilenet", 20, "all", "2000", "", "", "", "",
+                                       api_name="/search")
+    assert rows == []  # these photos carry no capture time: no date range holds them
+    with pytest.raises(Exception, match="--after: expected a date"):
+        served.client.predict(query, "mobilenet", 6, "all", "yesterday", "", "", "", "",
+                              api_name="/search")
+
+
 def test_search_by_stored_id_finds_itself_first(served: Served) -> None:
     _, rows = search(served, served.files["imagenet_05_853.jpg"])
     query, gallery, _reconstruction, by_id = served.client.predict(

@@ -28,6 +28,7 @@ from service.store.base import PointFilter
 from service.store.schema import SPACES, VECTOR_AUTOENCODER
 from service.thumbnails import ThumbnailCache
 from ui.duplicates import duplicates_tab
+from ui.filters import filter_controls, filters_from
 from ui.images import THUMBNAIL_SIDE, CollectionImages
 from ui.views import (
     ALL,
@@ -91,26 +92,28 @@ class SearchPage:
     # -- search ----------------------------------------------------------------------
 
     def search_upload(
-        self, image: str | None, space: str, k: float, cluster: str | None
+        self, image: str | None, space: str, k: float, cluster: str | None, *filters: str
     ) -> tuple[Gallery, Any, list[dict[str, Any]], list[str]]:
         """Search with an uploaded or pasted image file."""
         if not image:
             raise gr.Error("Upload, paste or pick an image first.", title="No query image")
         with user_errors():
             data = read_image_bytes(Path(image), self.settings.max_file_bytes)
-            results = self.searcher.search(data, space, _k(k), parse_cluster(cluster))
+            results = self.searcher.search(data, space, _k(k), parse_cluster(cluster),
+                                           filters=filters_from(*filters))
             query = self._reconstruction_input(space, data)
             return self._outputs(results, space, query)
 
     def search_by_id(
-        self, point_id: str, space: str, k: float, cluster: str | None
+        self, point_id: str, space: str, k: float, cluster: str | None, *filters: str
     ) -> tuple[str, Gallery, Any, list[dict[str, Any]], list[str]]:
         """Search with a stored image's own vectors (picked from the collection)."""
         point_id = (point_id or "").strip()
         if not point_id:
             raise gr.Error("Pick an image from the results or a cluster first.")
         with user_errors():
-            results = self.searcher.search_by_id(point_id, space, _k(k), parse_cluster(cluster))
+            results = self.searcher.search_by_id(point_id, space, _k(k), parse_cluster(cluster),
+                                                 filters_from(*filters))
             query_file = self.images.preview(point_id)
             query = None
             if space == VECTOR_AUTOENCODER:
@@ -268,6 +271,7 @@ def _search_tab(page: SearchPage) -> _SearchTab:
             cluster = gr.Dropdown(page.cluster_choices(), value=ALL, label="Cluster filter",
                                   elem_id="cluster-filter", interactive=True,
                                   allow_custom_value=True)
+            filters = filter_controls()
             button = gr.Button("Search", variant="primary", elem_id="search-button")
             with gr.Accordion("Pick a query from the collection", open=False):
                 point_id = gr.Textbox(label="Point id (click any result or cluster image)",
@@ -284,7 +288,7 @@ def _search_tab(page: SearchPage) -> _SearchTab:
             with gr.Accordion("Results as data", open=False):
                 rows = gr.JSON(label="results", elem_id="results-json")
     ids = gr.State([])
-    inputs = [space, k, cluster]
+    inputs = [space, k, cluster, *filters]
     outputs = [gallery, reconstruction, rows, ids]
     button.click(page.search_upload, [query, *inputs], outputs, api_name="search",
                  concurrency_id="search")

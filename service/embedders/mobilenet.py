@@ -1,9 +1,12 @@
-"""The ``mobilenet`` space: pooled 1280-d features of ImageNet-pretrained timm MobileNetV2."""
+"""The ``mobilenet`` space: pooled 1280-d features of ImageNet-pretrained timm MobileNetV2.
+
+One forward pass gives the features and the ImageNet logits (the labels' source).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -23,6 +26,11 @@ from service.weights import MODEL_NAME, build_mobilenet, resolve_weights, weight
 
 log = logging.getLogger(__name__)
 
+# Version of the exported graph's form, recorded in the cached export's sidecar; an export of
+# an older form is rebuilt. 2: two outputs, pooled features and ImageNet logits.
+EXPORT_VERSION = 2
+OUTPUTS = ("features", "logits")
+
 
 class MobileNetEmbedder:
     """Preprocess with timm's eval transform; run through ONNX Runtime or eager PyTorch.
@@ -37,7 +45,7 @@ class MobileNetEmbedder:
     def __init__(
         self,
         preprocess: CenterCropPreprocess,
-        run: Callable[[np.ndarray], np.ndarray],
+        run: Callable[[np.ndarray], Sequence[np.ndarray]],
         model_id: str,
         runtime: str,
         max_abs_diff: float | None = None,
@@ -60,7 +68,12 @@ class MobileNetEmbedder:
         return self._preprocess(image)
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
-        return l2_normalise(self._run(batch))
+        return self.embed_and_classify(batch)[0]
+
+    def embed_and_classify(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Unit-length features and ImageNet logits, from one forward pass."""
+        features, logits = self._run(batch)
+        return l2_normalise(features), np.asarray(logits, np.float32)
 
 
 def mobilenet_model_id(settings: Settings) -> str:
@@ -101,7 +114,9 @@ def load_mobilenet(settings: Settings) -> MobileNetEmbedder:
         try:
             export = export_verified(
                 model, (3, settings.image_size, settings.image_size), cache_dir, model_id,
-                {"preprocess": preprocess.to_dict(), "weights": str(source)},
+                {"preprocess": preprocess.to_dict(), "weights": str(source),
+                 "export_version": EXPORT_VERSION},
+                OUTPUTS,
             )
             return MobileNetEmbedder(
                 preprocess, make_session(export.path), model_id, "onnx",
@@ -114,6 +129,9 @@ def load_mobilenet(settings: Settings) -> MobileNetEmbedder:
 
 def _verified_diff(meta: dict[str, object]) -> float | None:
     """The recorded ONNX-vs-PyTorch difference if the sidecar proves a passing check."""
+    if meta.get("export_version") != EXPORT_VERSION:
+        log.info("cached ONNX export is of an older form; re-exporting")
+        return None
     diff = meta.get("max_abs_diff")
     if not isinstance(diff, int | float) or not diff <= MAX_ABS_DIFF or "preprocess" not in meta:
         log.warning("cached ONNX export has no passing verification record; re-exporting")
@@ -121,11 +139,12 @@ def _verified_diff(meta: dict[str, object]) -> float | None:
     return float(diff)
 
 
-def _torch_runner(model: object) -> Callable[[np.ndarray], np.ndarray]:
+def _torch_runner(model: object) -> Callable[[np.ndarray], Sequence[np.ndarray]]:
     import torch
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: np.ndarray) -> Sequence[np.ndarray]:
         with torch.inference_mode():
-            return model(torch.from_numpy(np.ascontiguousarray(batch, np.float32))).numpy()
+            outputs = model(torch.from_numpy(np.ascontiguousarray(batch, np.float32)))
+            return [tensor.numpy() for tensor in outputs]
 
     return run

@@ -1,7 +1,10 @@
 """Export a torch model to ONNX once, verify it against eager PyTorch, cache it on disk.
 
 The cache key is the caller's ``model_id`` (weights hash + input size), so a new model or
-input size builds a new export. A sidecar JSON records the preprocessing and the measured
+input size builds a new export; the caller also records the export's format version in the
+sidecar and rebuilds an export of an older one. The model may return one tensor or a tuple
+(e.g. features and logits): each becomes one named ONNX output, each is verified.
+A sidecar JSON records the preprocessing and the measured
 disagreement, which lets later runs load the export without importing torch at all.
 """
 
@@ -60,6 +63,7 @@ def export_verified(
     cache_dir: Path,
     model_id: str,
     meta: dict[str, Any],
+    output_names: tuple[str, ...] = ("features",),
 ) -> OnnxExport:
     """Export ``model``, compare it with eager PyTorch, and publish it atomically."""
     import torch
@@ -70,11 +74,11 @@ def export_verified(
     # Verified before it is published: a bad export never replaces a good one.
     with atomic_path(onnx_path) as tmp_path:
         with torch.inference_mode():
-            expected = model(sample).numpy()
-        _torch_export(model, sample, tmp_path)
+            expected = _as_arrays(model(sample))
+        _torch_export(model, sample, tmp_path, output_names)
         session = make_session(tmp_path)
         actual = session(sample.numpy())
-        diff = float(np.abs(actual - expected).max())
+        diff = max(float(np.abs(a - e).max()) for a, e in zip(actual, expected, strict=True))
         if not diff <= MAX_ABS_DIFF:
             raise ExportMismatchError(
                 f"ONNX export of {model_id} differs from PyTorch by {diff:.2e} "
@@ -87,7 +91,14 @@ def export_verified(
     return OnnxExport(onnx_path, full_meta)
 
 
-def _torch_export(model: torch.nn.Module, sample: torch.Tensor, path: Path) -> None:
+def _as_arrays(output: Any) -> list[np.ndarray]:
+    outputs = output if isinstance(output, tuple | list) else (output,)
+    return [tensor.numpy() for tensor in outputs]
+
+
+def _torch_export(
+    model: torch.nn.Module, sample: torch.Tensor, path: Path, output_names: tuple[str, ...]
+) -> None:
     import warnings
 
     import torch
@@ -99,15 +110,15 @@ def _torch_export(model: torch.nn.Module, sample: torch.Tensor, path: Path) -> N
             sample,
             str(path),
             input_names=["pixels"],
-            output_names=["features"],
-            dynamic_axes={"pixels": {0: "batch"}, "features": {0: "batch"}},
+            output_names=list(output_names),
+            dynamic_axes={"pixels": {0: "batch"}, **{name: {0: "batch"} for name in output_names}},
             opset_version=17,
             dynamo=False,
         )
 
 
-def make_session(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """An ONNX Runtime session on all cores, wrapped as ``batch -> features``.
+def make_session(path: Path) -> Callable[[np.ndarray], list[np.ndarray]]:
+    """An ONNX Runtime session on all cores, wrapped as ``batch -> [each output]``.
 
     Data-parallel rather than op-parallel: the session runs each call on one thread
     (``intra_op_num_threads=1``) and a batch is split into chunks of :data:`CHUNK` images
@@ -129,15 +140,16 @@ def make_session(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     workers = os.cpu_count() or 1
     pool = ThreadPoolExecutor(workers, thread_name_prefix="simimg-onnx") if workers > 1 else None
 
-    def run_one(chunk: np.ndarray) -> np.ndarray:
-        return session.run(None, {input_name: chunk})[0]
+    def run_one(chunk: np.ndarray) -> list[np.ndarray]:
+        return session.run(None, {input_name: chunk})
 
-    def run(batch: np.ndarray) -> np.ndarray:
+    def run(batch: np.ndarray) -> list[np.ndarray]:
         batch = np.ascontiguousarray(batch, np.float32)
         if pool is None or len(batch) <= CHUNK:
             return run_one(batch)
         chunks = [batch[i : i + CHUNK] for i in range(0, len(batch), CHUNK)]
-        return np.concatenate(list(pool.map(run_one, chunks)))
+        per_chunk = list(pool.map(run_one, chunks))
+        return [np.concatenate(parts) for parts in zip(*per_chunk, strict=True)]
 
     return run
 

@@ -31,18 +31,8 @@ from service.store.records import (
     vectors_as_lists,
 )
 
-__all__ = [
-    "Condition",
-    "Hit",
-    "PointFilter",
-    "PointRecord",
-    "StoreBase",
-    "VectorStore",
-    "conditions_of",
-    "record_from",
-    "vector_selector",
-    "vectors_as_lists",
-]
+__all__ = ["Condition", "Hit", "PointFilter", "PointRecord", "StoreBase", "VectorStore",
+           "conditions_of", "record_from", "vector_selector", "vectors_as_lists"]
 
 _ID_CHUNK = 1024
 _WRITE_CHUNK = 256
@@ -106,6 +96,10 @@ class VectorStore(Protocol):
 
     def count(self, where: PointFilter | None = None) -> int:
         """Number of matching points (exact)."""
+
+    def facet(self, key: str, where: PointFilter | None = None,
+              limit: int = 100) -> list[tuple[Any, int]]:
+        """Exact (value, count) of an indexed payload key, most first (Qdrant's facet API)."""
 
     def schema_version(self) -> int:
         """The schema version the collection is stored in (see :mod:`service.store.schema`)."""
@@ -209,6 +203,9 @@ class StoreBase(ABC):
 
     @abstractmethod
     def _count(self, native_filter: Any) -> int: ...
+
+    @abstractmethod
+    def _facet(self, key: str, native_filter: Any, limit: int) -> list[tuple[Any, int]]: ...
 
     @abstractmethod
     def _condition(self, condition: Condition) -> Any:
@@ -334,6 +331,11 @@ class StoreBase(ABC):
 
     def count(self, where: PointFilter | None = None) -> int:
         return self._count(self.native_filter(where))
+
+    def facet(self, key: str, where: PointFilter | None = None,
+              limit: int = 100) -> list[tuple[Any, int]]:
+        hits = self._facet(key, self.native_filter(where), limit)
+        return sorted(hits, key=lambda hit: (-hit[1], str(hit[0])))
 
     def native_filter(self, where: PointFilter | None) -> Any:
         """``where`` in the backend's filter type (None when it selects everything)."""

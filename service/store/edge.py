@@ -42,6 +42,8 @@ T = TypeVar("T")
 _SCHEMA_TYPES = {
     "integer": qe.PayloadSchemaType.Integer,
     "keyword": qe.PayloadSchemaType.Keyword,
+    "datetime": qe.PayloadSchemaType.Datetime,
+    "geo": qe.PayloadSchemaType.Geo,
 }
 _DATATYPES = {
     "float16": qe.VectorStorageDatatype.Float16,
@@ -283,6 +285,11 @@ class EdgeStore(StoreBase):
         request = qe.CountRequest(exact=True, filter=native_filter)
         return int(self._run(lambda shard: shard.count(request)))
 
+    def _facet(self, key: str, native_filter: Any, limit: int) -> list[tuple[Any, int]]:
+        request = qe.FacetRequest(key, limit=limit, exact=True, filter=native_filter)
+        response = self._run(lambda shard: shard.facet(request))
+        return [(hit.value, int(hit.count)) for hit in response.hits]
+
     def _condition(self, condition: Condition) -> Any:
         if condition.kind == "match":
             return qe.FieldCondition(condition.key, match=qe.MatchValue(condition.value))
@@ -290,6 +297,11 @@ class EdgeStore(StoreBase):
             return qe.IsEmptyCondition(condition.key)
         if condition.kind == "has_vector":
             return qe.HasVectorCondition(condition.key)
+        if condition.kind == "text":
+            return qe.FieldCondition(condition.key, match=qe.MatchText(condition.value))
+        if condition.kind == "datetime_range":
+            gte, lt = condition.value
+            return qe.FieldCondition(condition.key, range=qe.RangeDateTime(gte=gte, lt=lt))
         raise ValueError(f"unknown condition kind {condition.kind!r}")
 
     def _combine(self, must: list[Any], must_not: list[Any]) -> Any:

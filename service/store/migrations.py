@@ -68,10 +68,32 @@ def _add_duplicate_group(store: VersionedStore) -> None:
     """
 
 
+def _add_folders(store: VersionedStore) -> None:
+    """3 -> 4: ``folders`` from each point's ``locations`` (payload only).
+
+    The other schema-4 keys need the file: photo metadata (``taken_at``, ``camera``,
+    ``location_gps``, ``modified_at``) is read by the next sync, which re-reads the header of
+    every file whose point has no ``modified_at`` (nothing is embedded again); ``labels``
+    come with an embedding, so points stored before schema 4 have none until re-ingested.
+    """
+    # imported here: service.locations imports the store package, which imports this module
+    from service.locations import folders_of, locations_of
+
+    keys = [schema.PAYLOAD_ROOT, schema.PAYLOAD_PATH, schema.PAYLOAD_LOCATIONS,
+            schema.PAYLOAD_FOLDERS]
+    for page in store.scroll(batch_size=_PAGE, with_payload=keys):
+        for record in page:
+            if schema.PAYLOAD_FOLDERS not in record.payload:
+                folders = folders_of(locations_of(record.payload))
+                store.set_payload({schema.PAYLOAD_FOLDERS: folders}, [record.id])
+    store.flush()
+
+
 # version N -> the step that makes it N+1
 MIGRATIONS: dict[int, Callable[[VersionedStore], None]] = {
     1: _add_locations,
     2: _add_duplicate_group,
+    3: _add_folders,
 }
 
 

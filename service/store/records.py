@@ -61,6 +61,12 @@ class PointFilter:
     (or is missing).
     ``location_root``: one of the point's ``locations`` lies under this ingested root.
     ``in_duplicate_group``: True selects points with a ``duplicate_group`` payload.
+    ``taken_after`` / ``taken_before``: RFC 3339 bounds on ``taken_at`` (from inclusive,
+    before exclusive); points without a capture time never match a bound.
+    ``camera``: ``camera`` contains these words (Qdrant's text match: any case on the embedded
+    engine; a server without a full-text index on ``camera`` matches the exact substring).
+    ``label``: ``labels`` holds this word.
+    ``folder``: one of the point's locations lies somewhere below this absolute folder.
     """
 
     cluster: int | None = None
@@ -71,6 +77,11 @@ class PointFilter:
     not_autoencoder_model: str | None = None
     location_root: str | None = None
     in_duplicate_group: bool = False
+    taken_after: str | None = None
+    taken_before: str | None = None
+    camera: str | None = None
+    label: str | None = None
+    folder: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +89,9 @@ class Condition:
     """One backend-neutral filter condition; backends translate ``kind`` to their types.
 
     kinds: ``match`` (payload ``key`` equals ``value``), ``empty`` (payload ``key`` missing or
-    empty), ``has_vector`` (named vector ``key`` present).
+    empty), ``has_vector`` (named vector ``key`` present), ``text`` (payload ``key`` contains
+    the text ``value``), ``datetime_range`` (payload ``key`` in ``value`` = ``(gte, lt)``, RFC
+    3339, either may be None).
     """
 
     kind: str
@@ -106,4 +119,13 @@ def conditions_of(where: PointFilter) -> tuple[list[Condition], list[Condition]]
         must.append(Condition("match", schema.PAYLOAD_LOCATION_ROOT_KEY, where.location_root))
     if where.in_duplicate_group:
         must_not.append(Condition("empty", schema.PAYLOAD_DUPLICATE_GROUP))
+    if where.taken_after is not None or where.taken_before is not None:
+        must.append(Condition("datetime_range", schema.PAYLOAD_TAKEN_AT,
+                              (where.taken_after, where.taken_before)))
+    if where.camera is not None:
+        must.append(Condition("text", schema.PAYLOAD_CAMERA, where.camera))
+    if where.label is not None:
+        must.append(Condition("match", schema.PAYLOAD_LABELS, where.label))
+    if where.folder is not None:
+        must.append(Condition("match", schema.PAYLOAD_FOLDERS, where.folder))
     return must, must_not

@@ -12,7 +12,9 @@ import uuid
 #   1  first release: one location per point in `root` / `path` (no version was stored)
 #   2  `locations`: every place a content lives; the collection records its version
 #   3  `duplicate_group` (integer, indexed): the group of the last `duplicates` scan
-SCHEMA_VERSION = 3
+#   4  photo metadata and contents: `taken_at`, `modified_at`, `camera`, `location_gps`,
+#      `labels`, `folders` (all indexed)
+SCHEMA_VERSION = 4
 UNVERSIONED = 1  # a collection without a version record was written by schema 1
 
 VECTOR_MOBILENET = "mobilenet"
@@ -33,6 +35,12 @@ PAYLOAD_INGESTED_AT = "ingested_at"  # keyword: ISO-8601 UTC timestamp
 PAYLOAD_CLUSTER = "cluster"  # integer: DBSCAN label, -1 noise; absent until clustered
 PAYLOAD_AE_MODEL = "autoencoder_model"  # keyword: id of the model that made the vector
 PAYLOAD_DUPLICATE_GROUP = "duplicate_group"  # integer: group of the last duplicates scan
+PAYLOAD_TAKEN_AT = "taken_at"  # datetime (RFC 3339): EXIF capture time; absent without EXIF
+PAYLOAD_MODIFIED_AT = "modified_at"  # datetime (RFC 3339, UTC): file mtime at ingest
+PAYLOAD_CAMERA = "camera"  # keyword: EXIF "Make Model"
+PAYLOAD_LOCATION_GPS = "location_gps"  # geo {"lat", "lon"}: EXIF GPS position
+PAYLOAD_LABELS = "labels"  # keyword list: ImageNet classes seen, with their wider words
+PAYLOAD_FOLDERS = "folders"  # keyword list: every folder (absolute) holding a location
 
 # Fields of one entry of `locations`, and the nested keys filters and indexes use.
 LOCATION_ROOT = "root"
@@ -50,6 +58,12 @@ PAYLOAD_INDEXES = {
     PAYLOAD_LOCATION_ROOT_KEY: "keyword",
     PAYLOAD_LOCATION_PATH_KEY: "keyword",
     PAYLOAD_DUPLICATE_GROUP: "integer",
+    PAYLOAD_TAKEN_AT: "datetime",
+    PAYLOAD_MODIFIED_AT: "datetime",
+    PAYLOAD_CAMERA: "keyword",
+    PAYLOAD_LOCATION_GPS: "geo",
+    PAYLOAD_LABELS: "keyword",
+    PAYLOAD_FOLDERS: "keyword",
 }
 
 _ID_NAMESPACE = uuid.UUID("6f1d3a52-7c1e-4f0b-9a55-2b8e5d0c9e11")

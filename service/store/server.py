@@ -35,6 +35,8 @@ T = TypeVar("T")
 _SCHEMA_TYPES = {
     "integer": qm.PayloadSchemaType.INTEGER,
     "keyword": qm.PayloadSchemaType.KEYWORD,
+    "datetime": qm.PayloadSchemaType.DATETIME,
+    "geo": qm.PayloadSchemaType.GEO,
 }
 _META_KEY = "simimg"  # simimg's record in the collection's metadata (schema version)
 
@@ -302,6 +304,12 @@ class ServerStore(StoreBase):
         )
         return int(result.count)
 
+    def _facet(self, key: str, native_filter: Any, limit: int) -> list[tuple[Any, int]]:
+        response = self._call(lambda: self._client.facet(
+            self.collection, key, facet_filter=native_filter, limit=limit, exact=True
+        ))
+        return [(hit.value, int(hit.count)) for hit in response.hits]
+
     def _condition(self, condition: Condition) -> Any:
         if condition.kind == "match":
             return qm.FieldCondition(key=condition.key, match=qm.MatchValue(value=condition.value))
@@ -309,6 +317,11 @@ class ServerStore(StoreBase):
             return qm.IsEmptyCondition(is_empty=qm.PayloadField(key=condition.key))
         if condition.kind == "has_vector":
             return qm.HasVectorCondition(has_vector=condition.key)
+        if condition.kind == "text":
+            return qm.FieldCondition(key=condition.key, match=qm.MatchText(text=condition.value))
+        if condition.kind == "datetime_range":
+            gte, lt = condition.value
+            return qm.FieldCondition(key=condition.key, range=qm.DatetimeRange(gte=gte, lt=lt))
         raise ValueError(f"unknown condition kind {condition.kind!r}")
 
     def _combine(self, must: list[Any], must_not: list[Any]) -> Any:
