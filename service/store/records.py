@@ -61,6 +61,7 @@ class PointFilter:
     (or is missing).
     ``location_root``: one of the point's ``locations`` lies under this ingested root.
     ``in_duplicate_group``: True selects points with a ``duplicate_group`` payload.
+    ``exclude_ids``: points whose id is one of these are left out.
     """
 
     cluster: int | None = None
@@ -71,6 +72,7 @@ class PointFilter:
     not_autoencoder_model: str | None = None
     location_root: str | None = None
     in_duplicate_group: bool = False
+    exclude_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ class Condition:
     """One backend-neutral filter condition; backends translate ``kind`` to their types.
 
     kinds: ``match`` (payload ``key`` equals ``value``), ``empty`` (payload ``key`` missing or
-    empty), ``has_vector`` (named vector ``key`` present).
+    empty), ``has_vector`` (named vector ``key`` present), ``has_id`` (the point id is one of
+    ``value``; ``key`` unused).
     """
 
     kind: str
@@ -106,4 +109,6 @@ def conditions_of(where: PointFilter) -> tuple[list[Condition], list[Condition]]
         must.append(Condition("match", schema.PAYLOAD_LOCATION_ROOT_KEY, where.location_root))
     if where.in_duplicate_group:
         must_not.append(Condition("empty", schema.PAYLOAD_DUPLICATE_GROUP))
+    if where.exclude_ids:
+        must_not.append(Condition("has_id", "", tuple(where.exclude_ids)))
     return must, must_not
