@@ -156,6 +156,22 @@ def test_search_by_stored_id_finds_itself_first(served: Served) -> None:
     assert len(gallery) == 6 and Path(query).is_file()
 
 
+def test_thumbs_steer_a_fused_search_and_min_score_cuts_it(served: Served) -> None:
+    client = Client(served.url, verbose=False)  # its own session: its own 👍/👎 lists
+    query = handle_file(str(served.files["imagenet_05_853.jpg"]))
+    _, _, rows = client.predict(query, "fused", 6, "all", api_name="/search")
+    liked, unliked = rows[1]["id"], rows[2]["id"]
+    client.predict(liked, api_name="/like")
+    client.predict(unliked, api_name="/unlike")
+    _, _, steered = client.predict(query, "fused", 6, "all", 0, api_name="/search_again")
+    assert len(steered) == 6 and steered[0]["id"] == rows[0]["id"]
+    assert not {liked, unliked} & {r["id"] for r in steered}
+    # fused: each space's ranking is cut at the cosine floor before fusion; the query's own
+    # image (cosine 1 in both spaces) stays, the others fall below 0.99
+    _, _, cut = client.predict(query, "fused", 6, "all", 0.99, api_name="/search_again")
+    assert [r["id"] for r in cut] == [rows[0]["id"]]
+
+
 def test_non_image_upload_is_refused_and_the_app_keeps_working(
     served: Served, tmp_path: Path
 ) -> None:
