@@ -20,7 +20,7 @@ import numpy as np
 from service.errors import StoreError
 from service.store import schema
 from service.store.migrations import bring_up_to_date
-from service.store.recommend import similarity_from_best_score
+from service.store.recommend import RecommendQueries, Recommends
 from service.store.records import (
     Condition,
     Hit,
@@ -49,7 +49,7 @@ _ID_CHUNK = 1024
 _WRITE_CHUNK = 256
 
 
-class VectorStore(Protocol):
+class VectorStore(Recommends, Protocol):
     """Storage operations simimg needs. Implementations must be safe to call from threads."""
 
     name: str  # "edge" or "server", for status output
@@ -84,17 +84,6 @@ class VectorStore(Protocol):
         self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None
     ) -> list[Hit]:
         """Top-k by cosine similarity in the named vector ``space``, best first."""
-
-    def recommend(
-        self,
-        positives: Sequence[np.ndarray],
-        negatives: Sequence[np.ndarray],
-        space: str,
-        k: int,
-        where: PointFilter | None = None,
-    ) -> list[Hit]:
-        """Top-k for Qdrant's recommend query (``best_score``): more like ``positives``, less
-        like ``negatives``; scores as :mod:`service.store.recommend` defines them."""
 
     def search_batch(
         self,
@@ -133,7 +122,7 @@ class VectorStore(Protocol):
         """Flush and release the store (and, for the embedded store, its directory lock)."""
 
 
-class StoreBase(ABC):
+class StoreBase(RecommendQueries, ABC):
     """Shared work of every backend; subclasses implement the ``_native`` hooks below.
 
     ``ensure_collection`` creates or checks the collection, creates missing payload indexes
@@ -196,17 +185,6 @@ class StoreBase(ABC):
     @abstractmethod
     def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
         ...
-
-    @abstractmethod
-    def _recommend(
-        self,
-        positives: list[list[float]],
-        negatives: list[list[float]],
-        space: str,
-        k: int,
-        native_filter: Any,
-    ) -> list[Hit]:
-        """The backend's recommend query, ``best_score`` strategy, with Qdrant's own scores."""
 
     @abstractmethod
     def _query_batch(
@@ -324,23 +302,6 @@ class StoreBase(ABC):
     ) -> list[Hit]:
         query = np.asarray(vector, dtype=np.float32).tolist()
         return self._query(query, space, k, self.native_filter(where))
-
-    def recommend(
-        self,
-        positives: Sequence[np.ndarray],
-        negatives: Sequence[np.ndarray],
-        space: str,
-        k: int,
-        where: PointFilter | None = None,
-    ) -> list[Hit]:
-        if not positives:
-            raise ValueError("a recommend query needs at least one positive example")
-        hits = self._recommend(
-            [np.asarray(v, dtype=np.float32).tolist() for v in positives],
-            [np.asarray(v, dtype=np.float32).tolist() for v in negatives],
-            space, k, self.native_filter(where),
-        )
-        return [Hit(h.id, similarity_from_best_score(h.score), h.payload) for h in hits]
 
     def search_batch(
         self,

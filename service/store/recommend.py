@@ -16,6 +16,66 @@ steering (and ``--min-score`` one thing):
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from service.store.records import Hit, PointFilter
+
+
+class Recommends(Protocol):
+    """The recommend part of :class:`~service.store.base.VectorStore`."""
+
+    def recommend(
+        self,
+        positives: Sequence[np.ndarray],
+        negatives: Sequence[np.ndarray],
+        space: str,
+        k: int,
+        where: PointFilter | None = None,
+    ) -> list[Hit]:
+        """Top-k of Qdrant's recommend query (``best_score``): more like ``positives``, less
+        like ``negatives``; scores as this module's doc defines them."""
+
+
+class RecommendQueries(ABC):
+    """``VectorStore.recommend`` for :class:`~service.store.base.StoreBase`: the examples as
+    float lists to the backend's ``_recommend``, Qdrant's scores back to similarities."""
+
+    @abstractmethod
+    def _recommend(
+        self,
+        positives: list[list[float]],
+        negatives: list[list[float]],
+        space: str,
+        k: int,
+        native_filter: Any,
+    ) -> list[Hit]:
+        """The backend's recommend query, ``best_score`` strategy, with Qdrant's own scores."""
+
+    @abstractmethod
+    def native_filter(self, where: PointFilter | None) -> Any: ...
+
+    def recommend(
+        self,
+        positives: Sequence[np.ndarray],
+        negatives: Sequence[np.ndarray],
+        space: str,
+        k: int,
+        where: PointFilter | None = None,
+    ) -> list[Hit]:
+        """Top-k: more like ``positives``, less like ``negatives`` (at least one positive)."""
+        if not positives:
+            raise ValueError("a recommend query needs at least one positive example")
+        hits = self._recommend(
+            [np.asarray(v, dtype=np.float32).tolist() for v in positives],
+            [np.asarray(v, dtype=np.float32).tolist() for v in negatives],
+            space, k, self.native_filter(where),
+        )
+        return [Hit(h.id, similarity_from_best_score(h.score), h.payload) for h in hits]
+
 
 def similarity_from_best_score(score: float) -> float:
     """simimg's score for a Qdrant ``best_score`` recommend score (see the module doc)."""
