@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +56,30 @@ class ServiceClient:
         return True
 
     def search(
-        self, image: Path, space: str, k: int, cluster: int | None, max_file_bytes: int,
+        self,
+        image: Path | None,
+        space: str,
+        k: int,
+        cluster: int | None,
+        max_file_bytes: int,
         filters: SearchFilters = NO_FILTERS,
+        like: Sequence[str] = (),
+        unlike: Sequence[str] = (),
+        min_score: float | None = None,
     ) -> list[dict[str, Any]]:
-        """Search with a local file; it is read here under the same size limit as a direct
-        search, and named by its path so errors read as they would without the service."""
-        data = read_image_bytes(image, max_file_bytes)
-        form: dict[str, Any] = {"k": str(k), "space": space, **filters.as_params()}
+        """Search with a local file (and/or liked/unliked stored images); the file is read
+        here under the same size limit as a direct search, and named by its path so errors
+        read as they would without the service."""
+        form: dict[str, Any] = {"k": str(k), "space": space, "like": list(like),
+                                "unlike": list(unlike), **filters.as_params()}
         if cluster is not None:
             form["cluster"] = str(cluster)
-        answer = self._call("POST", "/search", files={"image": (str(image), data)}, data=form)
+        if min_score is not None:
+            form["min_score"] = repr(min_score)
+        files = None
+        if image is not None:
+            files = {"image": (str(image), read_image_bytes(image, max_file_bytes))}
+        answer = self._call("POST", "/search", files=files, data=form)
         return answer["results"]
 
     def browse(

@@ -116,31 +116,44 @@ def _point_id(point_id: str) -> str:
     return point_id
 
 
-def _results(results: list[SearchResult], min_score: float | None) -> SearchResponse:
-    kept = [r for r in results if min_score is None or r.score >= min_score]
-    return SearchResponse(results=[Result(**r.to_json()) for r in kept])
+def _results(results: list[SearchResult]) -> SearchResponse:
+    return SearchResponse(results=[Result(**r.to_json()) for r in results])
 
 
-@router.post("/search", response_model=SearchResponse, summary="Search with an uploaded image")
+LIKE_HELP = "Stored image id to find more like (repeat for several)"
+UNLIKE_HELP = "Stored image id to find less like (repeat for several)"
+MIN_SCORE_HELP = ("Hide results below this cosine similarity; fused: each space's ranking is "
+                  "cut before fusion")
+
+
+@router.post("/search", response_model=SearchResponse,
+             summary="Search with an uploaded image and/or liked and unliked stored images")
 def search(
     request: Request,
-    image: Annotated[UploadFile, File(description="The query image file")],
+    image: Annotated[UploadFile | None, File(description="The query image file (optional "
+                                                         "when `like` is given)")] = None,
     k: Annotated[int, Form(ge=1, le=MAX_K)] = 6,
     space: Annotated[str, Form(description=SPACE_HELP)] = "mobilenet",
     cluster: Annotated[int | None, Form(description="Only this cluster (-1 = noise)")] = None,
-    min_score: Annotated[float | None, Form(description="Drop results below this")] = None,
+    min_score: Annotated[float | None, Form(description=MIN_SCORE_HELP)] = None,
+    like: Annotated[list[str] | None, Form(description=LIKE_HELP)] = None,
+    unlike: Annotated[list[str] | None, Form(description=UNLIKE_HELP)] = None,
     filters: Annotated[SearchFilters, Depends(form_filters)] = NO_FILTERS,
 ) -> SearchResponse:
     service = _service(request)
-    limit = service.settings.max_file_bytes
-    data = image.file.read(limit + 1)
-    source = image.filename or "upload"
-    if len(data) > limit:
-        raise ImageTooLargeError(
-            f"{source}: upload is over the limit of {limit:,} bytes (SIMIMG_MAX_FILE_BYTES)"
-        )
-    results = service.searcher.search(data, space, k, cluster, source, filters)
-    return _results(results, min_score)
+    data, source = None, None
+    if image is not None:
+        limit = service.settings.max_file_bytes
+        data = image.file.read(limit + 1)
+        source = image.filename or "upload"
+        if len(data) > limit:
+            raise ImageTooLargeError(
+                f"{source}: upload is over the limit of {limit:,} bytes (SIMIMG_MAX_FILE_BYTES)"
+            )
+    return _results(service.searcher.search(
+        data, space, k, cluster, source, filters, like=like or (), unlike=unlike or (),
+        min_score=min_score,
+    ))
 
 
 @router.get("/points/{point_id}/similar", response_model=SearchResponse,
@@ -151,12 +164,16 @@ def similar(
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 6,
     space: Annotated[str, Query(description=SPACE_HELP)] = "mobilenet",
     cluster: Annotated[int | None, Query(description="Only this cluster (-1 = noise)")] = None,
-    min_score: Annotated[float | None, Query(description="Drop results below this")] = None,
+    min_score: Annotated[float | None, Query(description=MIN_SCORE_HELP)] = None,
+    like: Annotated[list[str] | None, Query(description=LIKE_HELP)] = None,
+    unlike: Annotated[list[str] | None, Query(description=UNLIKE_HELP)] = None,
     filters: Annotated[SearchFilters, Depends(query_filters)] = NO_FILTERS,
 ) -> SearchResponse:
     service = _service(request)
-    results = service.searcher.search_by_id(_point_id(point_id), space, k, cluster, filters)
-    return _results(results, min_score)
+    return _results(service.searcher.search_by_id(
+        _point_id(point_id), space, k, cluster, filters, like=like or (), unlike=unlike or (),
+        min_score=min_score,
+    ))
 
 
 @router.get("/points/{point_id}", response_model=PointResponse, summary="A stored point")

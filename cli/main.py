@@ -216,13 +216,27 @@ def _print_ingest_report(report: IngestReport, as_json: bool) -> None:
 @app.command()
 def search(
     ctx: typer.Context,
-    images: Annotated[list[Path], typer.Argument(help="Query image file(s)")],
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="Query image file(s); optional with --like")
+    ] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="Number of results per query")] = 6,
     space: Annotated[
         str, typer.Option(help=f"Vector space: {', '.join(SEARCH_MODES)}")
     ] = "mobilenet",
     cluster: Annotated[
         int | None, typer.Option(help="Only results in this cluster (-1 = noise)")
+    ] = None,
+    like: Annotated[
+        list[str] | None, typer.Option("--like", help="Stored image id: more like this (repeat)")
+    ] = None,
+    unlike: Annotated[
+        list[str] | None,
+        typer.Option("--unlike", help="Stored image id: less like this (repeat)"),
+    ] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option("--min-score", help="Hide results below this cosine similarity (fused: "
+                     "each space's ranking is cut before fusion)"),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON Lines: one object per query")
@@ -233,38 +247,46 @@ def search(
     label: Label = None,
     folder: Folder = None,
 ) -> None:
-    """Find the images most similar to each query image (in the collection or not)."""
+    """Find the images most similar to each query image (in the collection or not).
+
+    --like / --unlike steer the search with stored images (ids as `search --json` prints
+    them): more like these, less like those; with --like alone no query image is needed.
+    """
     from service.collection import open_collection
     from service.pipeline import build_pipeline
     from service.search import Searcher
 
-    for image in images:
+    for image in images or []:
         require_file(image, "query image")
+    queries: list[Path | None] = list(images or []) or [None]
+    steer: dict[str, Any] = {"like": like or [], "unlike": unlike or [], "min_score": min_score}
     with user_errors():
         filters = parse_filters(after, before, camera, label, folder)
         settings = settings_from(ctx)
         if (client := service_client(settings)) is not None:
-            for image in images:
-                found = client.search(image, space, k, cluster, settings.max_file_bytes,
-                                      filters)
-                _print_results(image, [SearchResult(**r) for r in found], as_json)
+            for query in queries:
+                found = client.search(query, space, k, cluster, settings.max_file_bytes,
+                                      filters, **steer)
+                _print_results(query, [SearchResult(**r) for r in found], as_json)
             return
         store = open_collection(settings, notify=notice)
         try:
             searcher = Searcher(store, build_pipeline(settings))
-            for image in images:
-                results = searcher.search(image, space=space, k=k, cluster=cluster,
-                                          filters=filters)
-                _print_results(image, results, as_json)
+            for query in queries:
+                results = searcher.search(query, space=space, k=k, cluster=cluster,
+                                          filters=filters, **steer)
+                _print_results(query, results, as_json)
         finally:
             store.close()
 
 
-def _print_results(query: Path, results: list[SearchResult], as_json: bool) -> None:
+def _print_results(query: Path | None, results: list[SearchResult], as_json: bool) -> None:
     if as_json:
-        print_json_line({"query": str(query), "results": [r.to_json() for r in results]})
+        print_json_line({"query": None if query is None else str(query),
+                         "results": [r.to_json() for r in results]})
         return
-    table = Table(title=f"most similar to {query}", title_justify="left")
+    title = f"most similar to {query}" if query else "most like the liked images"
+    table = Table(title=title, title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("score", justify="right")
     table.add_column("cluster", justify="right")

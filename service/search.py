@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from service.errors import ConfigError, EmptyCollectionError, PointNotFoundError
+from service.errors import ConfigError, EmptyCollectionError
 from service.filters import NO_FILTERS, SearchFilters
 from service.locations import locations_of, stored_file
 from service.pipeline import EmbeddingPipeline, PreparedImage
+from service.steering import (
+    NO_EXAMPLES,
+    Examples,
+    at_least,
+    check_min_score,
+    load_examples,
+    stored_vectors,
+)
 from service.store.base import Hit, VectorStore
 from service.store.schema import (
     PAYLOAD_CLUSTER,
@@ -30,7 +39,8 @@ MAX_K = 1000
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One similar image. ``score`` is cosine similarity, or the RRF score in fused mode.
+    """One similar image. ``score`` is cosine similarity (to the closest positive example in
+    a steered search, see :mod:`service.store.recommend`), or the RRF score in fused mode.
 
     ``root`` / ``path`` are the first location; ``locations`` lists every place the same
     content lives (``{"root", "path"}`` each).
@@ -68,50 +78,84 @@ class Searcher:
 
     def search(
         self,
-        query: bytes | Path | PreparedImage,
+        query: bytes | Path | PreparedImage | None,
         space: str = "mobilenet",
         k: int = 6,
         cluster: int | None = None,
         source: str | None = None,
         filters: SearchFilters = NO_FILTERS,
+        like: Sequence[str] = (),
+        unlike: Sequence[str] = (),
+        min_score: float | None = None,
     ) -> list[SearchResult]:
         """Top-``k`` images most similar to ``query`` in ``space`` (or ``fused``).
 
+        ``like`` / ``unlike``: stored images to find more / fewer of (:mod:`service.steering`);
+        ``query`` may be None when ``like`` is given. ``min_score`` hides results below it.
         ``source`` names an upload in error messages (default: the path, or "upload").
         """
-        spaces = self._spaces(space, k)
+        spaces = self._spaces(space, k, min_score)
+        examples = self._examples(like, unlike, spaces)
+        if query is None:
+            if not examples.positives.get(spaces[0]):
+                raise ConfigError("give a query image or at least one --like image")
+            return self._ranked({}, spaces, k, cluster, examples, min_score, filters)
         prepared = query if isinstance(query, PreparedImage) else self.prepare(query, source)
         vectors = self.pipeline.embed([prepared], spaces)
-        return self.search_vectors({name: vectors[name][0] for name in spaces}, k, cluster,
-                                   filters)
+        queries = {name: vectors[name][0] for name in spaces}
+        return self._ranked(queries, spaces, k, cluster, examples, min_score, filters)
 
     def search_by_id(
-        self, point_id: str, space: str = "mobilenet", k: int = 6, cluster: int | None = None,
+        self,
+        point_id: str,
+        space: str = "mobilenet",
+        k: int = 6,
+        cluster: int | None = None,
         filters: SearchFilters = NO_FILTERS,
+        like: Sequence[str] = (),
+        unlike: Sequence[str] = (),
+        min_score: float | None = None,
     ) -> list[SearchResult]:
         """Search with a stored point's own vectors (picking a query from the collection)."""
-        spaces = self._spaces(space, k)
-        records = self.store.retrieve([point_id], with_vectors=spaces)
-        if not records:
-            raise PointNotFoundError(f"no image with id {point_id} in the collection")
-        stored = records[0].vectors
-        missing = [name for name in spaces if name not in stored]
-        if missing:
-            raise ConfigError(f"image {point_id} has no {', '.join(missing)} vector yet")
-        return self.search_vectors({name: stored[name] for name in spaces}, k, cluster, filters)
+        spaces = self._spaces(space, k, min_score)
+        examples = self._examples(like, unlike, spaces)
+        stored = stored_vectors(self.store, [point_id], spaces, self._autoencoder_model())
+        return self._ranked(stored[point_id], spaces, k, cluster, examples, min_score, filters)
 
     def search_vectors(
         self, vectors: dict[str, np.ndarray], k: int, cluster: int | None = None,
-        filters: SearchFilters = NO_FILTERS,
+        filters: SearchFilters = NO_FILTERS, min_score: float | None = None,
     ) -> list[SearchResult]:
         """Search each given space and fuse the rankings when there is more than one."""
+        return self._ranked(vectors, list(vectors), k, cluster, NO_EXAMPLES, min_score, filters)
+
+    def _ranked(
+        self,
+        queries: dict[str, np.ndarray],
+        spaces: list[str],
+        k: int,
+        cluster: int | None,
+        examples: Examples,
+        min_score: float | None,
+        filters: SearchFilters = NO_FILTERS,
+    ) -> list[SearchResult]:
+        """One ranking per space (nearest to the query, or recommend when steered) within
+        ``filters``, each cut at ``min_score``, fused when there is more than one."""
         rankings = []
-        for space, vector in vectors.items():
+        for space in spaces:
             where = filters.point_filter(
-                cluster=cluster, autoencoder_model=self._autoencoder_model(space)
+                cluster=cluster, autoencoder_model=self._autoencoder_model(space),
+                exclude_ids=examples.ids,
             )
-            depth = k if len(vectors) == 1 else min(MAX_K, max(4 * k, 50))
-            rankings.append(self.store.search(vector, space, depth, where))
+            depth = k if len(spaces) == 1 else min(MAX_K, max(4 * k, 50))
+            positives = [queries[space]] if space in queries else []
+            positives += examples.positives.get(space, [])
+            negatives = examples.negatives.get(space, [])
+            if len(positives) == 1 and not negatives:
+                hits = self.store.search(positives[0], space, depth, where)
+            else:
+                hits = self.store.recommend(positives, negatives, space, depth, where)
+            rankings.append(at_least(hits, min_score))
         hits = rankings[0] if len(rankings) == 1 else reciprocal_rank_fusion(rankings, k)
         # Counting on every query costs a scan; an empty result is the cheap signal.
         if not hits and self.store.count() == 0:
@@ -120,12 +164,16 @@ class Searcher:
             )
         return [result_of(hit) for hit in hits[:k]]
 
-    def _spaces(self, space: str, k: int) -> list[str]:
+    def _examples(self, like: Sequence[str], unlike: Sequence[str], spaces: list[str]) -> Examples:
+        return load_examples(self.store, like, unlike, spaces, self._autoencoder_model())
+
+    def _spaces(self, space: str, k: int, min_score: float | None = None) -> list[str]:
         """Validate the arguments; the vector spaces ``space`` searches, each ready to use.
 
         Raises ModelNotTrainedError for an autoencoder space before any model is trained.
         """
         _check_args(space, k)
+        check_min_score(min_score)
         spaces = list(SPACES) if space == FUSED else [space]
         if VECTOR_AUTOENCODER in spaces:
             self.pipeline.refresh()  # follow a model switched by another process
@@ -133,7 +181,7 @@ class Searcher:
             self.pipeline.embedder(name)
         return spaces
 
-    def _autoencoder_model(self, space: str) -> str | None:
+    def _autoencoder_model(self, space: str = VECTOR_AUTOENCODER) -> str | None:
         # Only vectors made by the current autoencoder are comparable with the query.
         return self.pipeline.model_id(space) if space == VECTOR_AUTOENCODER else None
 

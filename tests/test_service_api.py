@@ -125,6 +125,33 @@ def test_search_parameters_and_min_score(service: Service) -> None:
         assert answer.json()["error"] == "bad_request"
 
 
+def test_search_like_unlike_and_min_score(service: Service) -> None:
+    plain = _search(service, "chelsea.png", k="10").json()["results"]
+    liked, unliked = plain[4]["id"], plain[1]["id"]
+    # liked alone, no upload: the liked image's own neighbours, itself left out
+    only = service.http.post("/api/v1/search", data={"like": [liked], "k": "5"})
+    assert only.status_code == 200, only.text
+    own = service.http.get(f"/api/v1/points/{liked}/similar", params={"k": 6}).json()
+    assert [r["id"] for r in only.json()["results"]] == [r["id"] for r in own["results"][1:]]
+    steered = _search(service, "chelsea.png", k="10", like=liked, unlike=unliked).json()
+    ids = [r["id"] for r in steered["results"]]
+    assert len(ids) == 10 and liked not in ids and unliked not in ids
+    assert ids != [r["id"] for r in plain if r["id"] not in (liked, unliked)][:10]
+    query = plain[0]["id"]
+    similar = service.http.get(f"/api/v1/points/{query}/similar",
+                               params={"k": 10, "unlike": [unliked], "min_score": 0.5})
+    assert similar.status_code == 200, similar.text
+    scores = [r["score"] for r in similar.json()["results"]]
+    assert scores and min(scores) >= 0.5 and unliked not in {
+        r["id"] for r in similar.json()["results"]}
+    unknown = "00000000-0000-0000-0000-000000000000"
+    missing = _search(service, "chelsea.png", like=unknown)
+    assert missing.status_code == 404 and missing.json() == {
+        "error": "not_found", "message": f"--like: no image with id {unknown} in the collection"}
+    nothing = service.http.post("/api/v1/search", data={"unlike": [liked]})
+    assert nothing.status_code == 400 and "--like" in nothing.json()["message"]
+
+
 def test_points_similar_and_thumbnails(service: Service, imagenet_dir: Path) -> None:
     first = _search(service, "chelsea.png", k="3").json()["results"][0]
     point = service.http.get(f"/api/v1/points/{first['id']}").json()
@@ -224,6 +251,14 @@ def test_openapi_schema_validates(service: Service) -> None:
     assert {"/api/v1/search", "/api/v1/points/{point_id}", "/api/v1/points/{point_id}/similar",
             "/api/v1/points/{point_id}/thumbnail", "/api/v1/status", "/api/v1/jobs",
             "/api/v1/jobs/{job_id}"} <= paths
+    form = schema["paths"]["/api/v1/search"]["post"]["requestBody"]["content"]
+    fields = next(iter(form.values()))["schema"]
+    if "$ref" in fields:
+        fields = schema["components"]["schemas"][fields["$ref"].rsplit("/", 1)[1]]
+    assert {"like", "unlike", "min_score", "image"} <= set(fields["properties"])
+    assert "image" not in fields.get("required", [])
+    similar = schema["paths"]["/api/v1/points/{point_id}/similar"]["get"]["parameters"]
+    assert {"like", "unlike", "min_score"} <= {p["name"] for p in similar}
     assert service.http.get("/api/v1/docs").status_code == 200
 
 
@@ -242,6 +277,13 @@ def test_cli_sends_its_work_to_the_service(service: Service, photo_dir: Path) ->
             _same_search(answer.stdout, service.direct[name])
         else:
             assert answer.stdout == service.direct[name]
+    first = json.loads(service.direct["search --json"].splitlines()[0])["results"]
+    liked = subprocess.run([*ADMIN, "search", "--like", first[2]["id"], "--k", "3", "--json"],
+                           env=service.env, capture_output=True, text=True, check=False)
+    assert liked.returncode == 0 and note in liked.stderr, liked.stderr
+    rest = service.http.post("/api/v1/search", data={"like": [first[2]["id"]], "k": "3"})
+    assert [r["id"] for r in json.loads(liked.stdout)["results"]] == [
+        r["id"] for r in rest.json()["results"]]
     failed = subprocess.run([*ADMIN, "search", "/etc/hostname"], env=service.env,
                             capture_output=True, text=True, check=False)
     assert failed.returncode == 1

@@ -251,6 +251,35 @@ def test_search_batch_matches_single_searches_and_drops_low_scores(store: Vector
     assert store.search_batch([], MN, 8) == []
 
 
+def test_recommend_scores_are_similarities_to_the_closest_example(store: VectorStore) -> None:
+    """Qdrant's best_score recommend, its score turned back into a cosine similarity: the
+    closest positive's for points nearer a positive, -(2 + the closest negative's) below."""
+    points = make_points(40, clusters=3)
+    store.upsert(points)
+    mn = np.stack([normalised(p.vectors[MN]) for p in points])
+    liked, unliked = [0, 1], [2, 3]
+    cos = mn @ mn[liked + unliked].T
+    best_pos, best_neg = cos[:, :2].max(axis=1), cos[:, 2:].max(axis=1)
+    expected = np.where(best_pos > best_neg, best_pos, -(2 + best_neg))
+    examples = [points[i].id for i in liked + unliked]
+    hits = store.recommend(
+        [points[i].vectors[MN] for i in liked], [points[i].vectors[MN] for i in unliked],
+        MN, 40, PointFilter(exclude_ids=tuple(examples)),
+    )
+    assert len(hits) == 36 and not {h.id for h in hits} & set(examples)
+    by_id = dict(zip(ids_of(points), expected, strict=True))
+    assert [h.score for h in hits] == pytest.approx([by_id[h.id] for h in hits],
+                                                   abs=STORED_VECTOR_ATOL)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert any(h.score < -1 for h in hits) and any(h.score > 0 for h in hits)
+    # one positive and no negative: the same ranking and scores as a plain search
+    plain = store.search(points[5].vectors[AE], AE, 6, PointFilter(cluster=2))
+    alone = store.recommend([points[5].vectors[AE]], [], AE, 6, PointFilter(cluster=2))
+    assert [h.id for h in alone] == [h.id for h in plain]
+    assert [h.score for h in alone] == pytest.approx([h.score for h in plain], abs=1e-5)
+    assert alone[0].payload == plain[0].payload
+
+
 def test_payload_indexes_exist(backend: Backend) -> None:
     store = backend.open()
     if isinstance(store, EdgeStore):

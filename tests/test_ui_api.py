@@ -149,14 +149,14 @@ def test_cluster_filter_returns_only_that_cluster(served: Served) -> None:
 def test_page_filters_narrow_the_search(served: Served) -> None:
     query = handle_file(str(served.files["imagenet_00_243.jpg"]))
     # after, before, camera, label, folder: as the Filters panel passes them
-    _, _, rows = served.client.predict(query, "mobilenet", 20, "all", "", "", "", "dog", "",
+    _, _, rows = served.client.predict(query, "mobilenet", 20, "all", 0, "", "", "", "dog", "",
                                        api_name="/search")
     assert 0 < len(rows) < 20  # the bull mastiff and some of the other dogs, nothing else
-    _, _, rows = served.client.predict(query, "mobilenet", 20, "all", "2000", "", "", "", "",
+    _, _, rows = served.client.predict(query, "mobilenet", 20, "all", 0, "2000", "", "", "", "",
                                        api_name="/search")
     assert rows == []  # these photos carry no capture time: no date range holds them
     with pytest.raises(Exception, match="--after: expected a date"):
-        served.client.predict(query, "mobilenet", 6, "all", "yesterday", "", "", "", "",
+        served.client.predict(query, "mobilenet", 6, "all", 0, "yesterday", "", "", "", "",
                               api_name="/search")
 
 
@@ -168,6 +168,22 @@ def test_search_by_stored_id_finds_itself_first(served: Served) -> None:
     assert by_id[0]["id"] == rows[0]["id"]
     assert by_id[0]["score"] == pytest.approx(1.0, abs=STORED_VECTOR_ATOL)
     assert len(gallery) == 6 and Path(query).is_file()
+
+
+def test_thumbs_steer_a_fused_search_and_min_score_cuts_it(served: Served) -> None:
+    client = Client(served.url, verbose=False)  # its own session: its own 👍/👎 lists
+    query = handle_file(str(served.files["imagenet_05_853.jpg"]))
+    _, _, rows = client.predict(query, "fused", 6, "all", api_name="/search")
+    liked, unliked = rows[1]["id"], rows[2]["id"]
+    client.predict(liked, api_name="/like")
+    client.predict(unliked, api_name="/unlike")
+    _, _, steered = client.predict(query, "fused", 6, "all", 0, api_name="/search_again")
+    assert len(steered) == 6 and steered[0]["id"] == rows[0]["id"]
+    assert not {liked, unliked} & {r["id"] for r in steered}
+    # fused: each space's ranking is cut at the cosine floor before fusion; the query's own
+    # image (cosine 1 in both spaces) stays, the others fall below 0.99
+    _, _, cut = client.predict(query, "fused", 6, "all", 0.99, api_name="/search_again")
+    assert [r["id"] for r in cut] == [rows[0]["id"]]
 
 
 def test_non_image_upload_is_refused_and_the_app_keeps_working(

@@ -128,3 +128,43 @@ def test_clusters_and_status_tabs(page: sync_api.Page) -> None:
     status = page.locator("#status")
     status.get_by_text("images: 20").wait_for(state="visible")
     assert "mobilenet model" in status.inner_text()
+
+
+def test_thumbs_up_and_down_then_search_again_and_the_min_score_slider(
+    page: sync_api.Page, served: Served  # noqa: F811
+) -> None:
+    page.fill("#k input", "6")
+    page.locator("#query input[type=file]").set_input_files(
+        str(served.files["imagenet_00_243.jpg"]))
+    first = wait_for_results(page, 6)
+    names = [text.split(" · ")[1] for text in first]
+    tiles = page.locator("#results .grid-container button")
+    tiles.nth(1).click()  # select a result, then thumbs up
+    page.click("#like-button")
+    page.wait_for_function("document.querySelectorAll('#liked img').length === 1")
+    page.locator("#results").get_by_label("Close").click()  # the clicked tile's preview
+    tiles.nth(2).click()
+    page.click("#unlike-button")
+    page.wait_for_function("document.querySelectorAll('#unliked img').length === 1")
+    page.click("#search-again")
+    page.wait_for_function(
+        """([a, b]) => {
+            const caps = [...document.querySelectorAll('#results .caption-label')]
+                .map(c => c.innerText);
+            return caps.length === 6 && !caps.some(c => c.includes(a) || c.includes(b));
+        }""", arg=[f" · {names[1]}", f" · {names[2]}"])
+    again = captions(page)
+    assert again[0].split(" · ")[1] == names[0]  # the query image is still a positive example
+    assert again != first
+
+    scores = [float(text.split(" · ")[0]) for text in again]
+    floor = round((scores[2] + scores[3]) / 2, 2)
+    expected = sum(score >= floor for score in scores)
+    slider = page.locator("#min-score input[type=number]")
+    slider.fill(str(floor))
+    slider.press("Enter")
+    page.click("#search-again")
+    cut = wait_for_results(page, expected)
+    assert all(float(text.split(" · ")[0]) >= floor for text in cut)
+    page.click("#clear-feedback")
+    page.wait_for_function("document.querySelectorAll('#liked img').length === 0")

@@ -30,6 +30,7 @@ from service.thumbnails import ThumbnailCache
 from ui.duplicates import duplicates_tab
 from ui.filters import filter_controls, filters_from
 from ui.images import THUMBNAIL_SIDE, CollectionImages
+from ui.steering import feedback_panel, min_score_of, min_score_slider, wire_feedback
 from ui.views import (
     ALL,
     cluster_choices,
@@ -92,20 +93,28 @@ class SearchPage:
     # -- search ----------------------------------------------------------------------
 
     def search_upload(
-        self, image: str | None, space: str, k: float, cluster: str | None, *filters: str
+        self, image: str | None, space: str, k: float, cluster: str | None,
+        min_score: float | None = None, after: str = "", before: str = "", camera: str = "",
+        label: str = "", folder: str = "", like: list[str] | None = None,
+        unlike: list[str] | None = None,
     ) -> tuple[Gallery, Any, list[dict[str, Any]], list[str]]:
-        """Search with an uploaded or pasted image file."""
-        if not image:
-            raise gr.Error("Upload, paste or pick an image first.", title="No query image")
+        """Search with an uploaded or pasted image file, steered by liked/unliked results."""
+        if not image and not like:
+            raise gr.Error("Upload, paste or pick an image first (or 👍 a result).",
+                           title="No query image")
         with user_errors():
-            data = read_image_bytes(Path(image), self.settings.max_file_bytes)
+            data = read_image_bytes(Path(image), self.settings.max_file_bytes) if image else None
             results = self.searcher.search(data, space, _k(k), parse_cluster(cluster),
-                                           filters=filters_from(*filters))
-            query = self._reconstruction_input(space, data)
+                                           filters=filters_from(after, before, camera, label,
+                                                                folder),
+                                           like=like or (), unlike=unlike or (),
+                                           min_score=min_score_of(min_score))
+            query = self._reconstruction_input(space, data) if data else None
             return self._outputs(results, space, query)
 
     def search_by_id(
-        self, point_id: str, space: str, k: float, cluster: str | None, *filters: str
+        self, point_id: str, space: str, k: float, cluster: str | None,
+        min_score: float | None = None, *filters: str,
     ) -> tuple[str, Gallery, Any, list[dict[str, Any]], list[str]]:
         """Search with a stored image's own vectors (picked from the collection)."""
         point_id = (point_id or "").strip()
@@ -113,7 +122,8 @@ class SearchPage:
             raise gr.Error("Pick an image from the results or a cluster first.")
         with user_errors():
             results = self.searcher.search_by_id(point_id, space, _k(k), parse_cluster(cluster),
-                                                 filters_from(*filters))
+                                                 filters_from(*filters),
+                                                 min_score=min_score_of(min_score))
             query_file = self.images.preview(point_id)
             query = None
             if space == VECTOR_AUTOENCODER:
@@ -271,6 +281,7 @@ def _search_tab(page: SearchPage) -> _SearchTab:
             cluster = gr.Dropdown(page.cluster_choices(), value=ALL, label="Cluster filter",
                                   elem_id="cluster-filter", interactive=True,
                                   allow_custom_value=True)
+            min_score = min_score_slider()
             filters = filter_controls()
             button = gr.Button("Search", variant="primary", elem_id="search-button")
             with gr.Accordion("Pick a query from the collection", open=False):
@@ -285,10 +296,11 @@ def _search_tab(page: SearchPage) -> _SearchTab:
             gallery = gr.Gallery(label="Most similar (score · path)", columns=3, format=TILE_FORMAT,
                                  object_fit="contain", height="auto", elem_id="results",
                                  interactive=False)
+            feedback = feedback_panel()
             with gr.Accordion("Results as data", open=False):
                 rows = gr.JSON(label="results", elem_id="results-json")
     ids = gr.State([])
-    inputs = [space, k, cluster, *filters]
+    inputs = [space, k, cluster, min_score, *filters]
     outputs = [gallery, reconstruction, rows, ids]
     button.click(page.search_upload, [query, *inputs], outputs, api_name="search",
                  concurrency_id="search")
@@ -297,6 +309,7 @@ def _search_tab(page: SearchPage) -> _SearchTab:
     by_id.click(page.search_by_id, [point_id, *inputs], [query, *outputs],
                 api_name="search_by_id", concurrency_id="search")
     gallery.select(_pick, ids, point_id, api_name=False)
+    wire_feedback(feedback, page.images, point_id, page.search_upload, [query, *inputs], outputs)
     return _SearchTab(cluster=cluster, point_id=point_id)
 
 

@@ -20,6 +20,7 @@ import numpy as np
 from service.errors import StoreError
 from service.store import schema
 from service.store.migrations import bring_up_to_date
+from service.store.recommend import RecommendQueries, Recommends
 from service.store.records import (
     Condition,
     Hit,
@@ -38,7 +39,7 @@ _ID_CHUNK = 1024
 _WRITE_CHUNK = 256
 
 
-class VectorStore(Protocol):
+class VectorStore(Recommends, Protocol):
     """Storage operations simimg needs. Implementations must be safe to call from threads."""
 
     name: str  # "edge" or "server", for status output
@@ -115,7 +116,7 @@ class VectorStore(Protocol):
         """Flush and release the store (and, for the embedded store, its directory lock)."""
 
 
-class StoreBase(ABC):
+class StoreBase(RecommendQueries, ABC):
     """Shared work of every backend; subclasses implement the ``_native`` hooks below.
 
     ``ensure_collection`` creates or checks the collection, creates missing payload indexes

@@ -235,11 +235,25 @@ class EdgeStore(StoreBase):
         return [record_from(r.id, r.vector, r.payload) for r in records]
 
     def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
+        return self._ranked(qe.Query.Nearest(vector, using=space), k, native_filter)
+
+    def _recommend(
+        self,
+        positives: list[list[float]],
+        negatives: list[list[float]],
+        space: str,
+        k: int,
+        native_filter: Any,
+    ) -> list[Hit]:
+        query = qe.Query.RecommendBestScore(qe.RecommendQuery(positives, negatives), using=space)
+        return self._ranked(query, k, native_filter)
+
+    def _ranked(self, query: qe.Query, k: int, native_filter: Any) -> list[Hit]:
         # Searches stay exact even once `duplicates` has built the HNSW index: its recall
         # with the default hnsw_ef is not yet measured on simimg's vectors (see issue 15).
         request = qe.QueryRequest(
             limit=k,
-            query=qe.Query.Nearest(vector, using=space),
+            query=query,
             filter=native_filter,
             with_payload=True,
             with_vector=False,
@@ -302,6 +316,8 @@ class EdgeStore(StoreBase):
         if condition.kind == "datetime_range":
             gte, lt = condition.value
             return qe.FieldCondition(condition.key, range=qe.RangeDateTime(gte=gte, lt=lt))
+        if condition.kind == "has_id":
+            return qe.HasIdCondition(set(condition.value))
         raise ValueError(f"unknown condition kind {condition.kind!r}")
 
     def _combine(self, must: list[Any], must_not: list[Any]) -> Any:

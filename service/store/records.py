@@ -67,6 +67,7 @@ class PointFilter:
     engine; a server without a full-text index on ``camera`` matches the exact substring).
     ``label``: ``labels`` holds this word.
     ``folder``: one of the point's locations lies somewhere below this absolute folder.
+    ``exclude_ids``: points whose id is one of these are left out.
     """
 
     cluster: int | None = None
@@ -82,6 +83,7 @@ class PointFilter:
     camera: str | None = None
     label: str | None = None
     folder: str | None = None
+    exclude_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class Condition:
     kinds: ``match`` (payload ``key`` equals ``value``), ``empty`` (payload ``key`` missing or
     empty), ``has_vector`` (named vector ``key`` present), ``text`` (payload ``key`` contains
     the text ``value``), ``datetime_range`` (payload ``key`` in ``value`` = ``(gte, lt)``, RFC
-    3339, either may be None).
+    3339, either may be None), ``has_id`` (the point id is one of ``value``; ``key`` unused).
     """
 
     kind: str
@@ -128,4 +130,6 @@ def conditions_of(where: PointFilter) -> tuple[list[Condition], list[Condition]]
         must.append(Condition("match", schema.PAYLOAD_LABELS, where.label))
     if where.folder is not None:
         must.append(Condition("match", schema.PAYLOAD_FOLDERS, where.folder))
+    if where.exclude_ids:
+        must_not.append(Condition("has_id", "", tuple(where.exclude_ids)))
     return must, must_not

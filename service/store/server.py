@@ -245,10 +245,26 @@ class ServerStore(StoreBase):
         return [record_from(r.id, r.vector, r.payload) for r in records]
 
     def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
+        return self._ranked(vector, space, k, native_filter)
+
+    def _recommend(
+        self,
+        positives: list[list[float]],
+        negatives: list[list[float]],
+        space: str,
+        k: int,
+        native_filter: Any,
+    ) -> list[Hit]:
+        query = qm.RecommendQuery(recommend=qm.RecommendInput(
+            positive=positives, negative=negatives, strategy=qm.RecommendStrategy.BEST_SCORE
+        ))
+        return self._ranked(query, space, k, native_filter)
+
+    def _ranked(self, query: Any, space: str, k: int, native_filter: Any) -> list[Hit]:
         result = self._call(
             lambda: self._client.query_points(
                 self.collection,
-                query=vector,
+                query=query,
                 using=space,
                 limit=k,
                 query_filter=native_filter,
@@ -322,6 +338,8 @@ class ServerStore(StoreBase):
         if condition.kind == "datetime_range":
             gte, lt = condition.value
             return qm.FieldCondition(key=condition.key, range=qm.DatetimeRange(gte=gte, lt=lt))
+        if condition.kind == "has_id":
+            return qm.HasIdCondition(has_id=list(condition.value))
         raise ValueError(f"unknown condition kind {condition.kind!r}")
 
     def _combine(self, must: list[Any], must_not: list[Any]) -> Any:
