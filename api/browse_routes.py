@@ -35,7 +35,7 @@ def browse_images(
     cluster: Cluster = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
 ) -> SearchResponse:
-    return _results(browse(_service(request).store, filters, cluster, limit), None)
+    return _results(browse(_service(request).store, filters, cluster, limit))
 
 
 @router.get("/facets/{key}", response_model=FacetResponse,
