@@ -55,7 +55,7 @@ class ServiceClient:
         return True
 
     def search(
-        self, image: Path, space: str, k: int, cluster: int | None, max_file_bytes: int
+        self, image: Path, space: str, k: int, cluster: str | None, max_file_bytes: int
     ) -> list[dict[str, Any]]:
         """Search with a local file; it is read here under the same size limit as a direct
         search, and named by its path so errors read as they would without the service."""

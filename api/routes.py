@@ -20,6 +20,7 @@ from api import API_PREFIX
 from api.jobs import Job
 from api.security import TRUSTED_SCOPE_KEY
 from api.service import SimimgService
+from service.cluster_names import resolve_cluster
 from service.errors import ImageTooLargeError, PointNotFoundError
 from service.search import FUSED, MAX_K, SearchResult
 from service.store.schema import SPACES
@@ -28,6 +29,7 @@ from service.thumbnails import DEFAULT_THUMBNAIL_SIZE
 PREFIX = API_PREFIX
 router = APIRouter(prefix=PREFIX)
 SPACE_HELP = f"Vector space: {', '.join((*SPACES, FUSED))}"
+CLUSTER_HELP = "Only this cluster: its number (-1 = noise) or the name given to it"
 
 
 class Result(BaseModel):
@@ -42,6 +44,7 @@ class Result(BaseModel):
         description="every place this image's content lives: {root, path}"
     )
     payload: dict[str, Any]
+    cluster_name: str | None = Field(None, description="the name given to the cluster, if any")
 
 
 class SearchResponse(BaseModel):
@@ -58,6 +61,7 @@ class ClusterItem(BaseModel):
     cluster: int
     size: int
     examples: list[str]
+    name: str | None = None
 
 
 class ClustersResponse(BaseModel):
@@ -125,7 +129,7 @@ def search(
     image: Annotated[UploadFile, File(description="The query image file")],
     k: Annotated[int, Form(ge=1, le=MAX_K)] = 6,
     space: Annotated[str, Form(description=SPACE_HELP)] = "mobilenet",
-    cluster: Annotated[int | None, Form(description="Only this cluster (-1 = noise)")] = None,
+    cluster: Annotated[str | None, Form(description=CLUSTER_HELP)] = None,
     min_score: Annotated[float | None, Form(description="Drop results below this")] = None,
 ) -> SearchResponse:
     service = _service(request)
@@ -136,7 +140,8 @@ def search(
         raise ImageTooLargeError(
             f"{source}: upload is over the limit of {limit:,} bytes (SIMIMG_MAX_FILE_BYTES)"
         )
-    return _results(service.searcher.search(data, space, k, cluster, source), min_score)
+    label = resolve_cluster(service.settings, cluster)
+    return _results(service.searcher.search(data, space, k, label, source), min_score)
 
 
 @router.get("/points/{point_id}/similar", response_model=SearchResponse,
@@ -146,11 +151,12 @@ def similar(
     point_id: str,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 6,
     space: Annotated[str, Query(description=SPACE_HELP)] = "mobilenet",
-    cluster: Annotated[int | None, Query(description="Only this cluster (-1 = noise)")] = None,
+    cluster: Annotated[str | None, Query(description=CLUSTER_HELP)] = None,
     min_score: Annotated[float | None, Query(description="Drop results below this")] = None,
 ) -> SearchResponse:
     service = _service(request)
-    results = service.searcher.search_by_id(_point_id(point_id), space, k, cluster)
+    label = resolve_cluster(service.settings, cluster)
+    results = service.searcher.search_by_id(_point_id(point_id), space, k, label)
     return _results(results, min_score)
 
 
@@ -210,7 +216,7 @@ def clusters(
     listing = list_clusters(service.store, examples)
     return ClustersResponse(
         run=current_run(service.settings),
-        clusters=[ClusterItem(cluster=i.cluster, size=i.size, examples=i.examples)
+        clusters=[ClusterItem(cluster=i.cluster, size=i.size, examples=i.examples, name=i.name)
                   for i in listing],
     )
 

@@ -221,13 +221,15 @@ def search(
         str, typer.Option(help=f"Vector space: {', '.join(SEARCH_MODES)}")
     ] = "mobilenet",
     cluster: Annotated[
-        int | None, typer.Option(help="Only results in this cluster (-1 = noise)")
+        str | None,
+        typer.Option(help="Only results in this cluster: its number (-1 = noise) or its name"),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON Lines: one object per query")
     ] = False,
 ) -> None:
     """Find the images most similar to each query image (in the collection or not)."""
+    from service.cluster_names import resolve_cluster
     from service.collection import open_collection
     from service.pipeline import build_pipeline
     from service.search import Searcher
@@ -244,8 +246,9 @@ def search(
         store = open_collection(settings, notify=notice)
         try:
             searcher = Searcher(store, build_pipeline(settings))
+            label = resolve_cluster(settings, cluster)
             for image in images:
-                results = searcher.search(image, space=space, k=k, cluster=cluster)
+                results = searcher.search(image, space=space, k=k, cluster=label)
                 _print_results(image, results, as_json)
         finally:
             store.close()
@@ -262,6 +265,8 @@ def _print_results(query: Path, results: list[SearchResult], as_json: bool) -> N
     table.add_column("path")
     for rank, result in enumerate(results, start=1):
         cluster = "" if result.cluster is None else str(result.cluster)
+        if result.cluster_name:
+            cluster += f" ({result.cluster_name})"
         table.add_row(str(rank), f"{result.score:.4f}", cluster, str(result.file))
     out.print(table)
 
@@ -336,13 +341,14 @@ def _register_feature_commands() -> None:
     from cli import (
         cluster_commands,
         duplicates_command,
+        map_command,
         serve_command,
         server_commands,
         train_commands,
     )
 
     for module in (train_commands, cluster_commands, duplicates_command, server_commands,
-                   serve_command):
+                   serve_command, map_command):
         module.register(app)
 
 

@@ -14,6 +14,7 @@ from service.pipeline import EmbeddingPipeline, PreparedImage
 from service.store.base import Hit, PointFilter, VectorStore
 from service.store.schema import (
     PAYLOAD_CLUSTER,
+    PAYLOAD_CLUSTER_NAME,
     PAYLOAD_PATH,
     PAYLOAD_ROOT,
     SPACES,
@@ -42,6 +43,7 @@ class SearchResult:
     cluster: int | None
     locations: list[dict[str, str]]
     payload: dict[str, Any]
+    cluster_name: str | None = None  # the name given to ``cluster``, if any
 
     @property
     def file(self) -> Path:
@@ -163,4 +165,5 @@ def _to_result(hit: Hit) -> SearchResult:
         cluster=int(cluster) if cluster is not None else None,
         locations=[{"root": loc.root, "path": loc.path} for loc in locations_of(payload)],
         payload=payload,
+        cluster_name=payload.get(PAYLOAD_CLUSTER_NAME),
     )

@@ -29,6 +29,7 @@ from service.store.schema import SPACES, VECTOR_AUTOENCODER
 from service.thumbnails import ThumbnailCache
 from ui.duplicates import duplicates_tab
 from ui.images import THUMBNAIL_SIDE, CollectionImages
+from ui.map_tab import map_tab
 from ui.views import (
     ALL,
     cluster_choices,
@@ -225,6 +226,8 @@ def build_app(
             search = _search_tab(page)
         with gr.Tab("Clusters"):
             clusters = _clusters_tab(page, search.point_id)
+        with gr.Tab("Map"):
+            map_tab(page)
         with gr.Tab("Duplicates"):
             duplicates_tab(page, user_errors)
         with gr.Tab("Status") as status_tab:

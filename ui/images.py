@@ -45,14 +45,15 @@ class CollectionImages:
             raise PointNotFoundError(f"no image with id {point_id} in the collection")
         return self.tile(point_id, records[0].payload, "")[0]
 
-    def tile(self, point_id: str, payload: dict, caption: str) -> tuple[str, str]:
+    def tile(self, point_id: str, payload: dict, caption: str,
+             side: int = THUMBNAIL_SIDE) -> tuple[str, str]:
         """A gallery tile; a labelled placeholder when the stored file is gone or unreadable.
 
         A result whose file vanished since the last sync is still a valid match (its vectors
         are stored), so it is shown, marked, rather than dropped or failing the page.
         """
         try:
-            return str(self.cache.from_payload(point_id, payload, THUMBNAIL_SIDE).path), caption
+            return str(self.cache.from_payload(point_id, payload, side).path), caption
         except ImageDecodeError:
             missing = not existing_files(locations_of(payload))
             reason = "file missing" if missing else "file unreadable"

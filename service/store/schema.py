@@ -33,6 +33,9 @@ PAYLOAD_INGESTED_AT = "ingested_at"  # keyword: ISO-8601 UTC timestamp
 PAYLOAD_CLUSTER = "cluster"  # integer: DBSCAN label, -1 noise; absent until clustered
 PAYLOAD_AE_MODEL = "autoencoder_model"  # keyword: id of the model that made the vector
 PAYLOAD_DUPLICATE_GROUP = "duplicate_group"  # integer: group of the last duplicates scan
+PAYLOAD_CLUSTER_NAME = "cluster_name"  # keyword: name given to the point's cluster; absent if none
+PAYLOAD_MAP_X = "map_x"  # float: 2-D map position in [0, 1] (`simimg-admin map`); absent until then
+PAYLOAD_MAP_Y = "map_y"  # float
 
 # Fields of one entry of `locations`, and the nested keys filters and indexes use.
 LOCATION_ROOT = "root"
@@ -50,6 +53,7 @@ PAYLOAD_INDEXES = {
     PAYLOAD_LOCATION_ROOT_KEY: "keyword",
     PAYLOAD_LOCATION_PATH_KEY: "keyword",
     PAYLOAD_DUPLICATE_GROUP: "integer",
+    PAYLOAD_CLUSTER_NAME: "keyword",
 }
 
 _ID_NAMESPACE = uuid.UUID("6f1d3a52-7c1e-4f0b-9a55-2b8e5d0c9e11")
