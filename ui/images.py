@@ -21,6 +21,7 @@ from service.store.base import VectorStore
 from service.thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailCache, write_once
 
 THUMBNAIL_SIDE = DEFAULT_THUMBNAIL_SIZE
+CLUSTER_GRID_LIMIT = 60  # images of one cluster the page shows
 
 
 class CollectionImages:
@@ -64,6 +65,12 @@ class CollectionImages:
         if not path.is_file():
             write_once(path, placeholder(reason))
         return str(path)
+
+
+def pick_id(ids: list[str], event: gr.SelectData) -> str:
+    """The point id of the gallery tile the user clicked."""
+    index = event.index if isinstance(event.index, int) else event.index[0]
+    return ids[index] if 0 <= index < len(ids) else ""
 
 
 def placeholder(text: str, side: int = THUMBNAIL_SIDE) -> Image.Image:

@@ -202,6 +202,7 @@ function setFilter(value) {
   state.filter = Number.isNaN(label) ? null : label;
   filterBox.value = state.filter === null ? "all" : String(state.filter);
   root.dataset.filter = filterBox.value;
+  window.__simimgMapFilter = filterBox.value;
   describe();
   draw();
 }
