@@ -420,6 +420,7 @@ window.addEventListener("simimg-map-filter", (event) => {
 // For tests and the benchmark: where dot i is drawn (page coordinates), and how many dots.
 root.simimgMap = {
   dots: () => (state.data ? state.data.n : 0),
+  redrawMs: () => { const t = performance.now(); draw(); return performance.now() - t; },
   pagePosition: (i) => {
     const [sx, sy] = toScreen(i);
     const box = canvas.getBoundingClientRect();
