@@ -30,7 +30,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ingest import bench_settings, load_average, machine_description, peak_rss_mib
+from benchmarks.ingest import (
+    bench_settings,
+    cpu_seconds,
+    load_average,
+    machine_description,
+    peak_rss_mib,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -74,7 +80,7 @@ def build_collection(data_dir: Path, models_dir: Path, size: int) -> None:
         store.close()
 
 
-def run_map(data_dir: Path, models_dir: Path) -> dict[str, Any]:
+def run_map(data_dir: Path, models_dir: Path, method: str = "auto") -> dict[str, Any]:
     """One ``map`` run (call in a fresh process)."""
     t0 = time.perf_counter()
     import umap  # noqa: F401
@@ -93,14 +99,14 @@ def run_map(data_dir: Path, models_dir: Path) -> dict[str, Any]:
             phases[phase] = time.perf_counter() - marks["start"]
 
     try:
-        report = build_map(store, progress=progress)
+        report = build_map(store, method=method, progress=progress)
     finally:
         store.close()
     return {**report.to_json(), "seconds_import": round(imported, 2),
             "seconds_read": round(phases.get("read", 0.0), 2),
             "seconds_write": round(report.seconds_total - phases.get("read", 0.0)
                                    - report.seconds_layout, 2),
-            "peak_rss_mib": round(peak_rss_mib())}
+            "peak_rss_mib": round(peak_rss_mib()), "cpu_seconds": round(cpu_seconds(), 1)}
 
 
 def measure_page(data_dir: Path, models_dir: Path, size: int) -> dict[str, Any]:
@@ -177,12 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--work", type=Path, default=None, help="kept between runs if given")
+    ap.add_argument("--method", default="auto", help="map --method (auto: UMAP here)")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         step, data_dir, models_dir, size = args.worker
         fn = {"build": lambda: build_collection(Path(data_dir), Path(models_dir), int(size)),
-              "map": lambda: run_map(Path(data_dir), Path(models_dir)),
+              "map": lambda: run_map(Path(data_dir), Path(models_dir), args.method),
               "page": lambda: measure_page(Path(data_dir), Path(models_dir), int(size))}[step]
         print(json.dumps(fn() or {}))
         return 0
@@ -200,18 +207,19 @@ def main(argv: list[str] | None = None) -> int:
         common = [str(data_dir), str(models), str(size)]
         if not (data_dir / "qdrant-edge").exists():
             _in_subprocess("build", *common)
-        mapped = _in_subprocess("map", *common)
+        mapped = _in_subprocess("map", *common, "--method", args.method)
         page = _in_subprocess("page", *common)
         rows.append({"points": size, **mapped, **page})
         print(json.dumps(rows[-1]), flush=True)
     print(f"load after: {load_average()}")
-    print("\n| points | method | import umap | read | layout | write | map total | peak RSS "
-          "| Map tab drawn | of which server | sent | redraw | hover |")
-    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n| points | method | import umap | read | layout | write | map total | map CPU "
+          "| peak RSS | Map tab drawn | of which server | sent | redraw | hover |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['points']:,} | {r['method']} | {r['seconds_import']} s | "
               f"{r['seconds_read']} s | {r['seconds_layout']:.1f} s | {r['seconds_write']} s | "
-              f"{r['seconds_total']:.1f} s | {r['peak_rss_mib']} MiB | {r['map_tab_drawn_s']} s | "
+              f"{r['seconds_total']:.1f} s | {r['cpu_seconds']} s | {r['peak_rss_mib']} MiB | "
+              f"{r['map_tab_drawn_s']} s | "
               f"{r['server_map_data_s']} s | {r['map_data_mb']} MB | {r['redraw_ms']} ms | "
               f"{r['hover_s']} s |")
     return 0
