@@ -381,7 +381,9 @@ function hover(px, py, event) {
 }
 
 function showTip(info) {
-  tip.querySelector("img").src = info.thumbnail || "";
+  const image = tip.querySelector("img");
+  image.hidden = !info.thumbnail;
+  image.src = info.thumbnail || "";
   tip.querySelector(".map-tip-text").textContent = `${info.path}${info.cluster ? " · " + info.cluster : ""}`;
   tip.hidden = false;
 }
