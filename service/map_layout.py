@@ -101,13 +101,15 @@ def layout(vectors: np.ndarray, method: str = "auto", seed: int | None = None) -
     return fit_unit_square(_pca_2d(x) if chosen == "pca" else _umap_2d(x, seed))
 
 
-def _pca_2d(x: np.ndarray) -> np.ndarray:
-    centred = x - x.mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(centred[: min(len(x), 20_000)], full_matrices=False)
-    axes = vt[:2].T
-    if axes.shape[1] < 2:  # rank-1 data: put everything on a line
-        axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
-    return centred @ axes
+def _pca_2d(x: np.ndarray, fit_sample: int = 20_000) -> np.ndarray:
+    """Rows projected on the two main axes of the centred data (fitted on a sample)."""
+    rng = np.random.default_rng(0)
+    sample = x if len(x) <= fit_sample else x[rng.choice(len(x), fit_sample, replace=False)]
+    mean = sample.mean(axis=0)
+    centred = sample - mean
+    _, axes = np.linalg.eigh(centred.T @ centred)  # ascending
+    top = np.ascontiguousarray(axes[:, ::-1][:, :2])
+    return x @ top - mean @ top
 
 
 def _umap_2d(x: np.ndarray, seed: int | None) -> np.ndarray:

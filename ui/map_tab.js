@@ -215,9 +215,9 @@ function showLegend() {
     `<i style="background:${colourOf(e.cluster)}"></i>${e.title} (${e.size})</button>`).join("");
 }
 
-async function load() {
+async function load(reload = false) {
   status.textContent = "loading the map…";
-  const answer = await server.map_data();
+  const answer = await server.map_data(reload);
   if (answer.message) {
     state.data = null;
     status.textContent = answer.message;
@@ -401,7 +401,7 @@ legend.addEventListener("click", (event) => {
   if (key) setFilter(String(state.filter) === key.dataset.cluster ? null : key.dataset.cluster);
 });
 clearButton.addEventListener("click", () => { state.selected = null; describe(); draw(); });
-root.querySelector(".map-reload").addEventListener("click", () => load());
+root.querySelector(".map-reload").addEventListener("click", () => load(true));
 exportButton.addEventListener("click", async () => {
   const indices = [];
   state.selected.forEach((v, i) => v && indices.push(i));
