@@ -162,6 +162,11 @@ def test_clusters_tab_cards_open_and_a_name_reaches_search_results(
     assert {t.split(" · ")[1] for t in found} <= set(
         name for name, label in served.labels.items() if label == 1)
 
+    page.get_by_role("tab", name="Map").click()  # the opened cluster is the map's filter
+    page.wait_for_function("document.querySelector('#map .simimg-map')?.dataset.filter === '1'")
+    page.locator("#map .map-status").get_by_text("showing Cluster 1 · things with wheels"
+                                                  ).wait_for()
+
     page.get_by_role("tab", name="Status").click()
     status = page.locator("#status")
     status.get_by_text("images: 20").wait_for(state="visible")

@@ -42,10 +42,14 @@ CSS = """
 .cluster-card .strip img { width: 52px; height: 52px; object-fit: cover; border-radius: 4px; }
 .cluster-note { color: #666; font-size: 13px; margin-top: 6px; }
 """
+# A click opens the cluster here and filters the map to it (shown on the Map tab).
 CARD_SCRIPT = """
 element.addEventListener('click', (event) => {
   const card = event.target.closest('.cluster-card');
-  if (card) trigger('click', {cluster: card.dataset.cluster});
+  if (!card) return;
+  window.__simimgMapFilter = card.dataset.cluster;
+  window.dispatchEvent(new CustomEvent('simimg-map-filter', {detail: card.dataset.cluster}));
+  trigger('click', {cluster: card.dataset.cluster});
 });
 """
 # "Show on the map": the map's script listens for this event (ui/map_tab.js).
