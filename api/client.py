@@ -60,7 +60,7 @@ class ServiceClient:
         image: Path | None,
         space: str,
         k: int,
-        cluster: int | None,
+        cluster: int | str | None,
         max_file_bytes: int,
         filters: SearchFilters = NO_FILTERS,
         like: Sequence[str] = (),

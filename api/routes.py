@@ -21,6 +21,7 @@ from api.filter_params import form_filters, query_filters
 from api.jobs import Job
 from api.security import TRUSTED_SCOPE_KEY
 from api.service import SimimgService
+from service.cluster_names import resolve_cluster
 from service.errors import ImageTooLargeError, PointNotFoundError
 from service.filters import NO_FILTERS, SearchFilters
 from service.search import FUSED, MAX_K, SearchResult
@@ -30,6 +31,7 @@ from service.thumbnails import DEFAULT_THUMBNAIL_SIZE
 PREFIX = API_PREFIX
 router = APIRouter(prefix=PREFIX)
 SPACE_HELP = f"Vector space: {', '.join((*SPACES, FUSED))}"
+CLUSTER_HELP = "Only this cluster: its number (-1 = noise) or the name given to it"
 
 
 class Result(BaseModel):
@@ -44,6 +46,7 @@ class Result(BaseModel):
         description="every place this image's content lives: {root, path}"
     )
     payload: dict[str, Any]
+    cluster_name: str | None = Field(None, description="the name given to the cluster, if any")
 
 
 class SearchResponse(BaseModel):
@@ -60,6 +63,7 @@ class ClusterItem(BaseModel):
     cluster: int
     size: int
     examples: list[str]
+    name: str | None = None
 
 
 class ClustersResponse(BaseModel):
@@ -134,7 +138,7 @@ def search(
                                                          "when `like` is given)")] = None,
     k: Annotated[int, Form(ge=1, le=MAX_K)] = 6,
     space: Annotated[str, Form(description=SPACE_HELP)] = "mobilenet",
-    cluster: Annotated[int | None, Form(description="Only this cluster (-1 = noise)")] = None,
+    cluster: Annotated[str | None, Form(description=CLUSTER_HELP)] = None,
     min_score: Annotated[float | None, Form(description=MIN_SCORE_HELP)] = None,
     like: Annotated[list[str] | None, Form(description=LIKE_HELP)] = None,
     unlike: Annotated[list[str] | None, Form(description=UNLIKE_HELP)] = None,
@@ -150,8 +154,9 @@ def search(
             raise ImageTooLargeError(
                 f"{source}: upload is over the limit of {limit:,} bytes (SIMIMG_MAX_FILE_BYTES)"
             )
+    label = resolve_cluster(service.settings, cluster)
     return _results(service.searcher.search(
-        data, space, k, cluster, source, filters, like=like or (), unlike=unlike or (),
+        data, space, k, label, source, filters, like=like or (), unlike=unlike or (),
         min_score=min_score,
     ))
 
@@ -163,15 +168,16 @@ def similar(
     point_id: str,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 6,
     space: Annotated[str, Query(description=SPACE_HELP)] = "mobilenet",
-    cluster: Annotated[int | None, Query(description="Only this cluster (-1 = noise)")] = None,
+    cluster: Annotated[str | None, Query(description=CLUSTER_HELP)] = None,
     min_score: Annotated[float | None, Query(description=MIN_SCORE_HELP)] = None,
     like: Annotated[list[str] | None, Query(description=LIKE_HELP)] = None,
     unlike: Annotated[list[str] | None, Query(description=UNLIKE_HELP)] = None,
     filters: Annotated[SearchFilters, Depends(query_filters)] = NO_FILTERS,
 ) -> SearchResponse:
     service = _service(request)
+    label = resolve_cluster(service.settings, cluster)
     return _results(service.searcher.search_by_id(
-        _point_id(point_id), space, k, cluster, filters, like=like or (), unlike=unlike or (),
+        _point_id(point_id), space, k, label, filters, like=like or (), unlike=unlike or (),
         min_score=min_score,
     ))
 
@@ -232,7 +238,7 @@ def clusters(
     listing = list_clusters(service.store, examples)
     return ClustersResponse(
         run=current_run(service.settings),
-        clusters=[ClusterItem(cluster=i.cluster, size=i.size, examples=i.examples)
+        clusters=[ClusterItem(cluster=i.cluster, size=i.size, examples=i.examples, name=i.name)
                   for i in listing],
     )
 

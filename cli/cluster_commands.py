@@ -199,7 +199,7 @@ def clusters(
                 store.close()
     if as_json:
         for item in listing:
-            print_json_line({"cluster": item.cluster, "size": item.size,
+            print_json_line({"cluster": item.cluster, "name": item.name, "size": item.size,
                              "examples": item.examples})
     else:
         table = Table(
@@ -212,13 +212,42 @@ def clusters(
         table.add_column("examples")
         for item in listing:
             name = "noise (-1)" if item.cluster < 0 else str(item.cluster)
+            if item.name:
+                name += f" ({item.name})"
             table.add_row(name, str(item.size), "\n".join(item.examples))
         out.print(table)
     if exported is not None:
         err.print(f"wrote {exported} rows to {export}", highlight=False)
 
 
+def name_cluster(
+    ctx: typer.Context,
+    cluster: Annotated[int, typer.Argument(help="Cluster number (see `simimg-admin clusters`)")],
+    name: Annotated[str, typer.Argument(help="The name; \"\" removes it")],
+) -> None:
+    """Name a cluster of the current run: shown beside its number everywhere, and usable
+    in its place (`search --cluster NAME`). Stored in the data dir and as each image's
+    `cluster_name` payload; the next `cluster` run starts without names."""
+    from service.cluster_names import name_cluster as give_name
+    from service.collection import open_collection
+
+    with user_errors():
+        settings = settings_from(ctx)
+        if service_client(settings) is not None:
+            raise fail("the running service holds the collection: name clusters on its page "
+                       "(Clusters tab) or stop it first")
+        store = open_collection(settings, notify=notice)
+        try:
+            names = give_name(settings, store, cluster, name)
+        finally:
+            store.close()
+    named = names.get(cluster)
+    err.print(f"cluster {cluster} is now named {named!r}" if named
+              else f"cluster {cluster} has no name now", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``cluster`` and ``clusters`` to the admin CLI."""
+    """Add ``cluster``, ``clusters`` and ``name-cluster`` to the admin CLI."""
     app.command()(cluster)
     app.command()(clusters)
+    app.command("name-cluster")(name_cluster)

@@ -224,7 +224,8 @@ def search(
         str, typer.Option(help=f"Vector space: {', '.join(SEARCH_MODES)}")
     ] = "mobilenet",
     cluster: Annotated[
-        int | None, typer.Option(help="Only results in this cluster (-1 = noise)")
+        str | None,
+        typer.Option(help="Only results in this cluster: its number (-1 = noise) or its name"),
     ] = None,
     like: Annotated[
         list[str] | None, typer.Option("--like", help="Stored image id: more like this (repeat)")
@@ -252,6 +253,7 @@ def search(
     --like / --unlike steer the search with stored images (ids as `search --json` prints
     them): more like these, less like those; with --like alone no query image is needed.
     """
+    from service.cluster_names import resolve_cluster
     from service.collection import open_collection
     from service.pipeline import build_pipeline
     from service.search import Searcher
@@ -272,8 +274,9 @@ def search(
         store = open_collection(settings, notify=notice)
         try:
             searcher = Searcher(store, build_pipeline(settings))
+            label = resolve_cluster(settings, cluster)
             for query in queries:
-                results = searcher.search(query, space=space, k=k, cluster=cluster,
+                results = searcher.search(query, space=space, k=k, cluster=label,
                                           filters=filters, **steer)
                 _print_results(query, results, as_json)
         finally:
@@ -293,6 +296,8 @@ def _print_results(query: Path | None, results: list[SearchResult], as_json: boo
     table.add_column("path")
     for rank, result in enumerate(results, start=1):
         cluster = "" if result.cluster is None else str(result.cluster)
+        if result.cluster_name:
+            cluster += f" ({result.cluster_name})"
         table.add_row(str(rank), f"{result.score:.4f}", cluster, str(result.file))
     out.print(table)
 
@@ -368,13 +373,14 @@ def _register_feature_commands() -> None:
         browse_command,
         cluster_commands,
         duplicates_command,
+        map_command,
         serve_command,
         server_commands,
         train_commands,
     )
 
     for module in (train_commands, cluster_commands, duplicates_command, server_commands,
-                   serve_command, browse_command):
+                   serve_command, browse_command, map_command):
         module.register(app)
 
 

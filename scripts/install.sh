@@ -41,6 +41,7 @@ PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q)
 # other step can resolve a different (multi-GB) build.
 "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
 # The app with its sample photos (scikit-image, for scripts/demo.sh); --test adds test tools.
+# Its dependencies include umap-learn (with numba/llvmlite wheels) for `simimg-admin map`.
 if [[ "$WITH_TEST" == 1 ]]; then
     "${PIP[@]}" -e ".[samples,test]"
 else

@@ -22,6 +22,7 @@ import numpy as np
 
 from service import clustering_runs as runs
 from service.atomic import atomic_write
+from service.cluster_names import clear_stale_names
 from service.clustering.results import ClusteringResult, EpsChoice
 from service.clustering.vectors import cluster_vectors
 from service.config import Settings
@@ -29,6 +30,7 @@ from service.errors import ConfigError, EmptyCollectionError
 from service.store.base import PointFilter, PointRecord, VectorStore
 from service.store.schema import (
     PAYLOAD_CLUSTER,
+    PAYLOAD_CLUSTER_NAME,
     PAYLOAD_PATH,
     PAYLOAD_ROOT,
     SPACES,
@@ -86,7 +88,8 @@ def apply_labels(
     progress: Progress = _no_progress, batch: int | None = None,
 ) -> None:
     """Set ``cluster`` on every point in ``ids`` (one call per label and batch), then remove
-    it from every other point, so no label from an earlier run survives. Idempotent."""
+    it from every other point, so no label from an earlier run survives, and remove every
+    ``cluster_name`` (names are given per run). Idempotent."""
     batch = batch or LABEL_BATCH
     order = np.argsort(labels, kind="stable")
     ordered = labels[order]
@@ -101,10 +104,13 @@ def apply_labels(
             progress("write", done, len(ids))
     labelled = set(ids)
     stale: list[str] = []
+    named: list[str] = []  # names belong to the previous labelling
     for page in store.scroll(READ_PAGE):
         stale.extend(r.id for r in page if r.id not in labelled and PAYLOAD_CLUSTER in r.payload)
+        named.extend(r.id for r in page if PAYLOAD_CLUSTER_NAME in r.payload)
     for start in range(0, len(stale), batch):
         store.delete_payload_key(PAYLOAD_CLUSTER, stale[start : start + batch])
+    clear_stale_names(store, named)
     store.flush()
 
 
@@ -192,6 +198,7 @@ class ClusterListing:
     cluster: int
     size: int
     examples: list[str]
+    name: str | None = None  # given with `simimg-admin name-cluster`
 
 
 def _labelled_points(store: VectorStore) -> Iterator[PointRecord]:
@@ -200,20 +207,23 @@ def _labelled_points(store: VectorStore) -> Iterator[PointRecord]:
 
 
 def list_clusters(store: VectorStore, examples: int = 3) -> list[ClusterListing]:
-    """Every cluster (noise as -1, last) with its size and up to ``examples`` paths."""
+    """Every cluster (noise as -1, last) with its size, name and up to ``examples`` paths."""
     sizes: dict[int, int] = {}
     samples: dict[int, list[str]] = {}
+    names: dict[int, str] = {}
     for record in _labelled_points(store):
         label = record.payload.get(PAYLOAD_CLUSTER)
         if label is None:
             continue
         label = int(label)
         sizes[label] = sizes.get(label, 0) + 1
+        if PAYLOAD_CLUSTER_NAME in record.payload:
+            names[label] = str(record.payload[PAYLOAD_CLUSTER_NAME])
         bucket = samples.setdefault(label, [])
         if len(bucket) < examples:
             bucket.append(_file_of(record.payload))
     order = sorted(sizes, key=lambda c: (c < 0, -sizes[c], c))
-    return [ClusterListing(c, sizes[c], samples[c]) for c in order]
+    return [ClusterListing(c, sizes[c], samples[c], names.get(c)) for c in order]
 
 
 def export_labels(store: VectorStore, path: Path) -> int:

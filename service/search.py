@@ -24,6 +24,7 @@ from service.steering import (
 from service.store.base import Hit, VectorStore
 from service.store.schema import (
     PAYLOAD_CLUSTER,
+    PAYLOAD_CLUSTER_NAME,
     PAYLOAD_PATH,
     PAYLOAD_ROOT,
     SPACES,
@@ -53,6 +54,7 @@ class SearchResult:
     cluster: int | None
     locations: list[dict[str, str]]
     payload: dict[str, Any]
+    cluster_name: str | None = None  # the name given to ``cluster``, if any
 
     @property
     def file(self) -> Path:
@@ -216,4 +218,5 @@ def result_of(hit: Hit) -> SearchResult:
         cluster=int(cluster) if cluster is not None else None,
         locations=[{"root": loc.root, "path": loc.path} for loc in locations_of(payload)],
         payload=payload,
+        cluster_name=payload.get(PAYLOAD_CLUSTER_NAME),
     )

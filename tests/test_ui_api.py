@@ -1,6 +1,7 @@
 """The web page's API: same results as the CLI, and nothing but collection images served.
 
-One collection (20 real ImageNet photos, labelled into clusters 0 and 1 plus noise) is
+One collection (20 real ImageNet photos, labelled into clusters 0 and 1 plus noise, placed
+on the map by ``build_map``) is
 searched first with ``simimg-admin search --json`` in a subprocess, then served in-process
 with Gradio and queried with ``gradio_client``.
 """
@@ -21,6 +22,7 @@ import ui  # noqa: F401  (disables Gradio analytics before gradio is imported)
 from ingest.runner import FolderIngester
 from service.config import Settings
 from service.embedders.mobilenet import load_mobilenet
+from service.map_layout import build_map
 from service.pipeline import EmbeddingPipeline, build_pipeline
 from service.search import Searcher
 from service.store import open_store
@@ -88,6 +90,7 @@ def served(
         by_path = {r.payload["path"]: r.id for page in store.scroll() for r in page}
         for image, label in zip(images, LABELS, strict=True):
             store.set_payload({"cluster": label}, [by_path[image.name]])
+        build_map(store)  # the Map tab's positions (PCA: 20 images)
     finally:
         store.close()
     # A small real autoencoder (2 epochs on the 20 photos, ~20 s) for its space and fused.

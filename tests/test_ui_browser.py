@@ -2,11 +2,13 @@
 
 Uses the ``served`` collection of :mod:`tests.test_ui_api`: 20 real ImageNet photos,
 clusters 0 (8 images), 1 (7) and noise (5). The browser may reach only the app itself.
-Set ``SIMIMG_UPDATE_SCREENSHOT=1`` to refresh ``docs/ui-search.png`` from this run.
+Set ``SIMIMG_UPDATE_SCREENSHOT=1`` to refresh ``docs/ui-search.png``, ``docs/map-tab.png``
+and ``docs/clusters-tab.png`` from this run.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -116,14 +118,55 @@ def test_upload_search_filter_by_cluster_and_refuse_a_non_image(
     assert captions(page) == in_cluster  # the page keeps its last results and keeps working
 
 
-def test_clusters_and_status_tabs(page: sync_api.Page) -> None:
+def test_clusters_tab_cards_open_and_a_name_reaches_search_results(
+    page: sync_api.Page, served: Served, tmp_path: Path  # noqa: F811
+) -> None:
     page.get_by_role("tab", name="Clusters").click()
-    page.get_by_text("Current clustering run").wait_for(state="visible")
-    page.click("#cluster-pick input")
-    page.get_by_role("option", name="Noise (5 images)").click()
+    cards = page.locator("#cluster-cards .cluster-card")
+    cards.first.wait_for(state="visible")
+    assert cards.count() == 3  # clusters 0 and 1, and the noise card
+    # Every card shows its size and a strip of its most representative images, all loaded.
     page.wait_for_function(
-        "document.querySelectorAll('#cluster-grid .grid-container img').length === 5"
+        """() => {
+            const strips = [...document.querySelectorAll('#cluster-cards .cluster-card')];
+            const imgs = strips.map(c => [...c.querySelectorAll('img')]);
+            return JSON.stringify(imgs.map(i => i.length)) === '[6,6,5]'
+                && imgs.flat().every(i => i.complete && i.naturalWidth > 0);
+        }"""
+    )  # six per card at most: the noise card has all of its five
+    titles = page.locator("#cluster-cards .cluster-card h4").all_inner_texts()
+    assert "8 images" in titles[0] and "Cluster 0" in titles[0]
+    assert "7 images" in titles[1] and "Noise" in titles[2] and "5 images" in titles[2]
+    page.get_by_text("Run details").wait_for(state="visible")  # folded away
+    assert not page.locator("#clusters-summary").is_visible()
+
+    page.locator("#cluster-cards .cluster-card[data-cluster='1']").click()
+    page.wait_for_function(
+        "document.querySelectorAll('#cluster-grid .grid-container img').length === 7"
     )
+    shown = set(page.locator("#cluster-grid .caption-label").all_inner_texts())
+    assert shown == {name for name, label in served.labels.items() if label == 1}
+    page.fill("#cluster-name textarea", "things with wheels")
+    page.click("#cluster-name-save")
+    page.locator("#cluster-cards h4").get_by_text("Cluster 1 · things with wheels").wait_for()
+    if os.environ.get("SIMIMG_UPDATE_SCREENSHOT"):
+        page.screenshot(path=str(SCREENSHOT.with_name("clusters-tab.png")), full_page=True)
+
+    # The name shows in search results, and works as the filter (typed instead of a number).
+    page.get_by_role("tab", name="Search").click()
+    page.fill("#cluster-filter input", "things with wheels")
+    page.keyboard.press("Enter")
+    page.fill("#k input", "3")
+    page.locator("#query input[type=file]").set_input_files(str(served.files["chelsea.png"]))
+    found = wait_for_results(page, 3, "cluster 1 (things with wheels)")
+    assert {t.split(" · ")[1] for t in found} <= set(
+        name for name, label in served.labels.items() if label == 1)
+
+    page.get_by_role("tab", name="Map").click()  # the opened cluster is the map's filter
+    page.wait_for_function("document.querySelector('#map .simimg-map')?.dataset.filter === '1'")
+    page.locator("#map .map-status").get_by_text("showing Cluster 1 · things with wheels"
+                                                  ).wait_for()
+
     page.get_by_role("tab", name="Status").click()
     status = page.locator("#status")
     status.get_by_text("images: 20").wait_for(state="visible")
@@ -168,3 +211,41 @@ def test_thumbs_up_and_down_then_search_again_and_the_min_score_slider(
     assert all(float(text.split(" · ")[0]) >= floor for text in cut)
     page.click("#clear-feedback")
     page.wait_for_function("document.querySelectorAll('#liked img').length === 0")
+def test_map_tab_draws_every_dot_hovers_searches_and_exports(
+    page: sync_api.Page, served: Served, tmp_path: Path  # noqa: F811
+) -> None:
+    page.get_by_role("tab", name="Map").click()
+    page.wait_for_function("document.querySelector('#map .simimg-map')?.dataset.drawn === '20'")
+    hook = "document.querySelector('#map .simimg-map').simimgMap"
+    assert page.evaluate(f"{hook}.dots()") == 20
+    # Dots are pixels of one canvas, in the colours of their clusters (no element per dot).
+    assert page.locator("#map canvas").count() == 2
+    x, y = page.evaluate(f"{hook}.pagePosition(4)")
+    page.mouse.move(x, y)
+    page.wait_for_selector("#map .map-tip:not([hidden])")
+    page.wait_for_function("document.querySelector('#map .map-tip img').naturalWidth > 0")
+    hovered = page.locator("#map .map-tip-text").inner_text().split(" · ")[0]
+    assert hovered in served.labels
+    if os.environ.get("SIMIMG_UPDATE_SCREENSHOT"):
+        page.screenshot(path=str(SCREENSHOT.with_name("map-tab.png")), full_page=False)
+
+    page.mouse.click(x, y)  # a click searches with that image
+    page.wait_for_function(
+        "document.querySelectorAll('#map-results .grid-container img').length === 12")
+    first = page.locator("#map-results .caption-label").first.inner_text()
+    assert first.startswith(f"1.0000 · {hovered}")
+    page.locator("#map-query").get_by_text(hovered).wait_for()
+
+    # A box over the whole canvas selects every dot; the export lists them all.
+    page.click("#map button[data-mode=box]")
+    box = page.locator("#map canvas.map-canvas").bounding_box()
+    page.mouse.move(box["x"] + 2, box["y"] + 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + box["height"] - 2, steps=4)
+    page.mouse.up()
+    page.locator("#map .map-status").get_by_text("20 selected").wait_for()
+    with page.expect_download() as download:
+        page.click("#map .map-export")
+    rows = list(csv.DictReader(Path(download.value.path()).read_text().splitlines()))
+    assert sorted(r["path"] for r in rows) == sorted(served.labels)
+    assert {r["path"]: int(r["cluster"]) for r in rows} == served.labels

@@ -19,6 +19,7 @@ import gradio as gr
 from gradio.data_classes import FileData
 from PIL import Image
 
+from service.cluster_names import cluster_names, resolve_cluster
 from service.config import Settings
 from service.errors import ModelNotTrainedError, SimimgError
 from service.images import decode_image
@@ -27,15 +28,16 @@ from service.search import FUSED, Searcher, SearchResult
 from service.store.base import PointFilter
 from service.store.schema import SPACES, VECTOR_AUTOENCODER
 from service.thumbnails import ThumbnailCache
+from ui.clusters_tab import clusters_tab
 from ui.duplicates import duplicates_tab
 from ui.filters import filter_controls, filters_from
-from ui.images import THUMBNAIL_SIDE, CollectionImages
+from ui.images import CLUSTER_GRID_LIMIT, THUMBNAIL_SIDE, CollectionImages, pick_id
+from ui.map_tab import map_tab
 from ui.steering import feedback_panel, min_score_of, min_score_slider, wire_feedback
 from ui.views import (
     ALL,
     cluster_choices,
     clusters_markdown,
-    parse_cluster,
     result_caption,
     result_rows,
     status_markdown,
@@ -49,7 +51,6 @@ SPACE_CHOICES = [
 ]
 DEFAULT_K = 6
 MAX_UI_K = 100
-CLUSTER_GRID_LIMIT = 60
 # Images the page sends are RGB thumbnails: JPEG encodes ~30x faster than Gradio's WebP.
 TILE_FORMAT = "jpeg"
 
@@ -104,7 +105,8 @@ class SearchPage:
                            title="No query image")
         with user_errors():
             data = read_image_bytes(Path(image), self.settings.max_file_bytes) if image else None
-            results = self.searcher.search(data, space, _k(k), parse_cluster(cluster),
+            results = self.searcher.search(data, space, _k(k),
+                                           resolve_cluster(self.settings, cluster),
                                            filters=filters_from(after, before, camera, label,
                                                                 folder),
                                            like=like or (), unlike=unlike or (),
@@ -121,7 +123,8 @@ class SearchPage:
         if not point_id:
             raise gr.Error("Pick an image from the results or a cluster first.")
         with user_errors():
-            results = self.searcher.search_by_id(point_id, space, _k(k), parse_cluster(cluster),
+            results = self.searcher.search_by_id(point_id, space, _k(k),
+                                                 resolve_cluster(self.settings, cluster),
                                                  filters_from(*filters),
                                                  min_score=min_score_of(min_score))
             query_file = self.images.preview(point_id)
@@ -165,14 +168,12 @@ class SearchPage:
     def cluster_choices(self, with_all: bool = True) -> list[tuple[str, str]]:
         """Cluster filter choices from the labels stored now."""
         with user_errors():
-            return cluster_choices(stored_cluster_sizes(self.store), with_all)
+            return cluster_choices(stored_cluster_sizes(self.store), with_all,
+                                   cluster_names(self.settings))
 
-    def cluster_options(self) -> tuple[Any, Any]:
-        """Fresh choices for the search filter and the Clusters tab picker."""
-        return (
-            gr.update(choices=self.cluster_choices(), value=ALL),
-            gr.update(choices=self.cluster_choices(with_all=False)),
-        )
+    def cluster_options(self) -> Any:
+        """Fresh choices for the search filter."""
+        return gr.update(choices=self.cluster_choices(), value=ALL)
 
     def clusters_summary(self) -> str:
         from service.clustering_runs import current_run
@@ -183,7 +184,7 @@ class SearchPage:
     def cluster_members(self, cluster: str | None) -> tuple[Gallery, list[str]]:
         """Up to CLUSTER_GRID_LIMIT images of one cluster (or of the noise points)."""
         with user_errors():
-            label = parse_cluster(cluster)
+            label = resolve_cluster(self.settings, cluster)
             if label is None:
                 return [], []
             records = []
@@ -221,12 +222,6 @@ def _k(value: float | int | None) -> int:
     return DEFAULT_K if value is None else int(value)
 
 
-def _pick(ids: list[str], event: gr.SelectData) -> str:
-    """The point id of the gallery tile the user clicked."""
-    index = event.index if isinstance(event.index, int) else event.index[0]
-    return ids[index] if 0 <= index < len(ids) else ""
-
-
 def build_app(
     searcher: Searcher, settings: Settings, thumbnails: ThumbnailCache | None = None
 ) -> gr.Blocks:
@@ -237,7 +232,9 @@ def build_app(
         with gr.Tab("Search"):
             search = _search_tab(page)
         with gr.Tab("Clusters"):
-            clusters = _clusters_tab(page, search.point_id)
+            clusters = clusters_tab(page, user_errors, search.point_id, search.cluster)
+        with gr.Tab("Map"):
+            map_tab(page)
         with gr.Tab("Duplicates"):
             duplicates_tab(page, user_errors)
         with gr.Tab("Status") as status_tab:
@@ -246,9 +243,11 @@ def build_app(
         gr.on([demo.load, refresh.click, status_tab.select], page.status, None, status_md,
               api_name="status")
         gr.on([demo.load, clusters.refresh.click], page.cluster_options, None,
-              [search.cluster, clusters.pick], api_name=False)
+              search.cluster, api_name=False)
         gr.on([demo.load, clusters.refresh.click], page.clusters_summary, None,
               clusters.summary, api_name="clusters")
+        gr.on([demo.load], clusters.view.cards_html, None, clusters.cards, api_name=False)
+        gr.on([demo.load], clusters.view.unlabelled_note, None, clusters.note, api_name=False)
     return demo
 
 
@@ -256,13 +255,6 @@ def build_app(
 class _SearchTab:
     cluster: gr.Dropdown
     point_id: gr.Textbox
-
-
-@dataclass
-class _ClustersTab:
-    summary: gr.Markdown
-    pick: gr.Dropdown
-    refresh: gr.Button
 
 
 def _search_tab(page: SearchPage) -> _SearchTab:
@@ -308,26 +300,9 @@ def _search_tab(page: SearchPage) -> _SearchTab:
                  concurrency_id="search")
     by_id.click(page.search_by_id, [point_id, *inputs], [query, *outputs],
                 api_name="search_by_id", concurrency_id="search")
-    gallery.select(_pick, ids, point_id, api_name=False)
+    gallery.select(pick_id, ids, point_id, api_name=False)
     wire_feedback(feedback, page.images, point_id, page.search_upload, [query, *inputs], outputs)
     return _SearchTab(cluster=cluster, point_id=point_id)
-
-
-def _clusters_tab(page: SearchPage, point_id: gr.Textbox) -> _ClustersTab:
-    summary = gr.Markdown(elem_id="clusters-summary")
-    with gr.Row():
-        pick = gr.Dropdown(page.cluster_choices(with_all=False), value=None,
-                           label="Show the images of", elem_id="cluster-pick",
-                           interactive=True, allow_custom_value=True, scale=3)
-        refresh = gr.Button("Refresh", size="sm", scale=1)
-    grid = gr.Gallery(label="Images in this cluster (click one to use it as the query)",
-                      format=TILE_FORMAT,
-                      columns=6, object_fit="cover", height="auto", elem_id="cluster-grid",
-                      interactive=False)
-    ids = gr.State([])
-    pick.change(page.cluster_members, pick, [grid, ids], api_name="cluster_members")
-    grid.select(_pick, ids, point_id, api_name=False)
-    return _ClustersTab(summary=summary, pick=pick, refresh=refresh)
 
 
 THEME = gr.themes.Default(

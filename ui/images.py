@@ -21,6 +21,7 @@ from service.store.base import VectorStore
 from service.thumbnails import DEFAULT_THUMBNAIL_SIZE, ThumbnailCache, write_once
 
 THUMBNAIL_SIDE = DEFAULT_THUMBNAIL_SIZE
+CLUSTER_GRID_LIMIT = 60  # images of one cluster the page shows
 
 
 class CollectionImages:
@@ -45,14 +46,15 @@ class CollectionImages:
             raise PointNotFoundError(f"no image with id {point_id} in the collection")
         return self.tile(point_id, records[0].payload, "")[0]
 
-    def tile(self, point_id: str, payload: dict, caption: str) -> tuple[str, str]:
+    def tile(self, point_id: str, payload: dict, caption: str,
+             side: int = THUMBNAIL_SIDE) -> tuple[str, str]:
         """A gallery tile; a labelled placeholder when the stored file is gone or unreadable.
 
         A result whose file vanished since the last sync is still a valid match (its vectors
         are stored), so it is shown, marked, rather than dropped or failing the page.
         """
         try:
-            return str(self.cache.from_payload(point_id, payload, THUMBNAIL_SIDE).path), caption
+            return str(self.cache.from_payload(point_id, payload, side).path), caption
         except ImageDecodeError:
             missing = not existing_files(locations_of(payload))
             reason = "file missing" if missing else "file unreadable"
@@ -63,6 +65,12 @@ class CollectionImages:
         if not path.is_file():
             write_once(path, placeholder(reason))
         return str(path)
+
+
+def pick_id(ids: list[str], event: gr.SelectData) -> str:
+    """The point id of the gallery tile the user clicked."""
+    index = event.index if isinstance(event.index, int) else event.index[0]
+    return ids[index] if 0 <= index < len(ids) else ""
 
 
 def placeholder(text: str, side: int = THUMBNAIL_SIDE) -> Image.Image:

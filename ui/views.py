@@ -6,7 +6,6 @@ from collections import Counter
 from typing import Any
 
 from service.config import Settings
-from service.errors import ConfigError
 from service.search import SearchResult
 from service.store.base import VectorStore
 from service.store.schema import PAYLOAD_CLUSTER
@@ -26,35 +25,32 @@ def stored_cluster_sizes(store: VectorStore) -> Counter[int | None]:
     return sizes
 
 
-def cluster_label(label: int, size: int) -> str:
+def cluster_label(label: int, size: int, name: str | None = None) -> str:
     noun = "image" if size == 1 else "images"
-    name = "Noise" if label == NOISE else f"Cluster {label}"
-    return f"{name} ({size} {noun})"
+    title = "Noise" if label == NOISE else f"Cluster {label}"
+    if name:
+        title += f" · {name}"
+    return f"{title} ({size} {noun})"
 
 
-def cluster_choices(sizes: Counter[int | None], with_all: bool = True) -> list[tuple[str, str]]:
-    """Dropdown choices: all / each cluster with its size / noise; values are strings."""
+def cluster_choices(sizes: Counter[int | None], with_all: bool = True,
+                    names: dict[int, str] | None = None) -> list[tuple[str, str]]:
+    """Dropdown choices: all / each cluster with its name and size / noise; values are
+    strings (the label: a name can change, the label of a run cannot)."""
+    names = names or {}
     labels = sorted(label for label in sizes if label is not None and label != NOISE)
     choices = [(ALL_LABEL, ALL)] if with_all else []
-    choices += [(cluster_label(label, sizes[label]), str(label)) for label in labels]
+    choices += [(cluster_label(label, sizes[label], names.get(label)), str(label))
+                for label in labels]
     if sizes.get(NOISE):
         choices.append((cluster_label(NOISE, sizes[NOISE]), str(NOISE)))
     return choices
 
 
-
-def parse_cluster(choice: str | int | None) -> int | None:
-    """A dropdown value back to the ``cluster`` argument of the search function."""
-    if choice is None or str(choice).strip().lower() in ("", ALL):
-        return None
-    try:
-        return int(str(choice).strip())
-    except ValueError:
-        raise ConfigError(f"cluster must be 'all' or an integer label, got {choice!r}") from None
-
-
 def result_caption(result: SearchResult) -> str:
     cluster = "" if result.cluster is None else f" · cluster {result.cluster}"
+    if result.cluster_name:
+        cluster += f" ({result.cluster_name})"
     copies = len(result.locations) - 1
     more = f" (+{copies} cop{'y' if copies == 1 else 'ies'})" if copies > 0 else ""
     return f"{result.score:.4f} · {result.path}{more}{cluster}"
@@ -67,7 +63,8 @@ def result_rows(results: list[SearchResult]) -> list[dict[str, Any]]:
     ``path`` key as a file to download.
     """
     return [
-        {"id": r.id, "score": r.score, "image_path": r.path, "cluster": r.cluster}
+        {"id": r.id, "score": r.score, "image_path": r.path, "cluster": r.cluster,
+         "cluster_name": r.cluster_name}
         for r in results
     ]
 
@@ -79,7 +76,7 @@ def clusters_markdown(run: dict[str, Any] | None, sizes: Counter[int | None]) ->
     lines = ["### Current clustering run", ""]
     if run:
         lines += [f"- **{key}**: {_plain(value)}" for key, value in sorted(run.items())
-                  if not isinstance(value, dict | list)]
+                  if value is not None and not isinstance(value, dict | list)]
     else:
         lines.append("- no run record found; labels come from the stored payloads")
     unlabelled = sizes.get(None, 0)

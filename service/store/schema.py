@@ -13,7 +13,8 @@ import uuid
 #   2  `locations`: every place a content lives; the collection records its version
 #   3  `duplicate_group` (integer, indexed): the group of the last `duplicates` scan
 #   4  photo metadata and contents: `taken_at`, `modified_at`, `camera`, `location_gps`,
-#      `labels`, `folders` (all indexed)
+#      `labels`, `folders` (all indexed); `cluster_name` (indexed) and `map_x`/`map_y`, written
+#      by `name-cluster` and `map` (absent until then)
 SCHEMA_VERSION = 4
 UNVERSIONED = 1  # a collection without a version record was written by schema 1
 
@@ -41,6 +42,9 @@ PAYLOAD_CAMERA = "camera"  # keyword: EXIF "Make Model"
 PAYLOAD_LOCATION_GPS = "location_gps"  # geo {"lat", "lon"}: EXIF GPS position
 PAYLOAD_LABELS = "labels"  # keyword list: ImageNet classes seen, with their wider words
 PAYLOAD_FOLDERS = "folders"  # keyword list: every folder (absolute) holding a location
+PAYLOAD_CLUSTER_NAME = "cluster_name"  # keyword: name given to the point's cluster; absent if none
+PAYLOAD_MAP_X = "map_x"  # float: 2-D map position in [0, 1] (`simimg-admin map`); absent until then
+PAYLOAD_MAP_Y = "map_y"  # float
 
 # Fields of one entry of `locations`, and the nested keys filters and indexes use.
 LOCATION_ROOT = "root"
@@ -64,6 +68,7 @@ PAYLOAD_INDEXES = {
     PAYLOAD_LOCATION_GPS: "geo",
     PAYLOAD_LABELS: "keyword",
     PAYLOAD_FOLDERS: "keyword",
+    PAYLOAD_CLUSTER_NAME: "keyword",
 }
 
 _ID_NAMESPACE = uuid.UUID("6f1d3a52-7c1e-4f0b-9a55-2b8e5d0c9e11")
