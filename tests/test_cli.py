@@ -71,6 +71,7 @@ def test_reingest_through_the_cli_adds_nothing(ingested: Settings, imagenet_dir:
         (["ingest", "no-such-folder"], "folder not found: no-such-folder"),
         (["search", "QUERY", "--k", "0"], "--k must be between 1 and 1000"),
         (["search", "QUERY", "--space", "pixels"], "--space must be one of"),
+        (["search"], "give a query image or at least one --like image"),
     ],
 )
 def test_bad_arguments_exit_nonzero_with_one_line(

@@ -174,7 +174,7 @@ def test_search_by_stored_id_finds_itself_first(served: Served) -> None:
 
 
 def test_thumbs_steer_a_fused_search_and_min_score_cuts_it(served: Served) -> None:
-    client = Client(served.url, verbose=False)  # its own session: its own 👍/👎 lists
+    client = Client(served.url, verbose=False)  # its own session: its own like/unlike lists
     query = handle_file(str(served.files["imagenet_05_853.jpg"]))
     _, _, rows = client.predict(query, "fused", 6, "all", api_name="/search")
     liked, unliked = rows[1]["id"], rows[2]["id"]

@@ -101,7 +101,7 @@ class SearchPage:
     ) -> tuple[Gallery, Any, list[dict[str, Any]], list[str]]:
         """Search with an uploaded or pasted image file, steered by liked/unliked results."""
         if not image and not like:
-            raise gr.Error("Upload, paste or pick an image first (or 👍 a result).",
+            raise gr.Error("Upload, paste or pick an image first (or like a result).",
                            title="No query image")
         with user_errors():
             data = read_image_bytes(Path(image), self.settings.max_file_bytes) if image else None

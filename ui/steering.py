@@ -1,9 +1,10 @@
 """Steering on the page: thumbs up / down on results, "Search again", a minimum-score slider.
 
-Click a result, then 👍 or 👎: its id joins the liked or unliked list (shown as small
-thumbnails). "Search again" runs the same search function as the CLI's
+Click a result, then "Like" or "Unlike": its id joins the liked or unliked list (shown as
+small thumbnails). "Search again" runs the same search function as the CLI's
 ``search --like ... --unlike ...`` (Qdrant's recommend query) with the current query image,
 if any, as one more positive example. The slider is ``--min-score``; 0 shows everything.
+Labels are plain text: emoji show as empty boxes where no emoji font is installed.
 """
 
 from __future__ import annotations
@@ -47,15 +48,15 @@ def min_score_of(value: float | None) -> float | None:
 def feedback_panel() -> FeedbackPanel:
     """Create the panel in the current layout context (under the results)."""
     with gr.Row():
-        like = gr.Button("👍 More like this", size="sm", elem_id="like-button")
-        unlike = gr.Button("👎 Less like this", size="sm", elem_id="unlike-button")
-        again = gr.Button("Search again with 👍/👎", size="sm", variant="primary",
+        like = gr.Button("Like: more like this", size="sm", elem_id="like-button")
+        unlike = gr.Button("Unlike: less like this", size="sm", elem_id="unlike-button")
+        again = gr.Button("Search again with likes", size="sm", variant="primary",
                           elem_id="search-again")
-        clear = gr.Button("Clear 👍/👎", size="sm", elem_id="clear-feedback")
+        clear = gr.Button("Clear likes", size="sm", elem_id="clear-feedback")
     with gr.Row():
-        liked_tiles = gr.Gallery(label="👍 liked", columns=6, height=110, format="jpeg",
+        liked_tiles = gr.Gallery(label="Liked", columns=6, height=110, format="jpeg",
                                  object_fit="contain", elem_id="liked", interactive=False)
-        unliked_tiles = gr.Gallery(label="👎 unliked", columns=6, height=110, format="jpeg",
+        unliked_tiles = gr.Gallery(label="Unliked", columns=6, height=110, format="jpeg",
                                    object_fit="contain", elem_id="unliked", interactive=False)
     return FeedbackPanel(like, unlike, again, clear, gr.State([]), gr.State([]),
                          liked_tiles, unliked_tiles)
@@ -67,7 +68,7 @@ def mark(
     """``point_id`` added to the ``kind`` list (and taken off the other one)."""
     point_id = (point_id or "").strip()
     if not point_id:
-        raise gr.Error("Click a result first, then 👍 or 👎.", title="No image selected")
+        raise gr.Error("Click a result first, then Like or Unlike.", title="No image selected")
     liked = [i for i in liked if i != point_id]
     unliked = [i for i in unliked if i != point_id]
     (liked if kind == LIKE else unliked).append(point_id)
