@@ -55,7 +55,8 @@ class ServiceClient:
         return True
 
     def search(
-        self, image: Path, space: str, k: int, cluster: int | None, max_file_bytes: int
+        self, image: Path, space: str, k: int, cluster: int | None, max_file_bytes: int,
+        exact: bool = False,
     ) -> list[dict[str, Any]]:
         """Search with a local file; it is read here under the same size limit as a direct
         search, and named by its path so errors read as they would without the service."""
@@ -63,6 +64,8 @@ class ServiceClient:
         form: dict[str, Any] = {"k": str(k), "space": space}
         if cluster is not None:
             form["cluster"] = str(cluster)
+        if exact:
+            form["exact"] = "true"
         answer = self._call("POST", "/search", files={"image": (str(image), data)}, data=form)
         return answer["results"]
 

@@ -127,6 +127,7 @@ def search(
     space: Annotated[str, Form(description=SPACE_HELP)] = "mobilenet",
     cluster: Annotated[int | None, Form(description="Only this cluster (-1 = noise)")] = None,
     min_score: Annotated[float | None, Form(description="Drop results below this")] = None,
+    exact: Annotated[bool, Form(description="Full scan instead of the vector index")] = False,
 ) -> SearchResponse:
     service = _service(request)
     limit = service.settings.max_file_bytes
@@ -136,7 +137,8 @@ def search(
         raise ImageTooLargeError(
             f"{source}: upload is over the limit of {limit:,} bytes (SIMIMG_MAX_FILE_BYTES)"
         )
-    return _results(service.searcher.search(data, space, k, cluster, source), min_score)
+    return _results(service.searcher.search(data, space, k, cluster, source, exact),
+                    min_score)
 
 
 @router.get("/points/{point_id}/similar", response_model=SearchResponse,

@@ -152,6 +152,8 @@ def ingest(
             result = run_job(client, body, label=label)
             _print_ingest_report(IngestReport.from_json(result), as_json)
             return
+        from service.indexing import index_if_due
+
         store = open_collection(settings, notify=notice)
         try:
             ingester = FolderIngester(store, build_pipeline(settings))
@@ -174,6 +176,7 @@ def ingest(
                         allow_empty=allow_empty,
                     )
                     _print_ingest_report(report, as_json)
+                    index_if_due(settings, store, notify=notice)
                     if watcher is not None:
                         watched = ", ".join(map(str, folders))
                         err.print(f"watching {watched} for changes (Ctrl-C to stop)")
@@ -226,6 +229,10 @@ def search(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON Lines: one object per query")
     ] = False,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Scan every vector instead of using the index "
+                           "(slower; to check the index's results)")
+    ] = False,
 ) -> None:
     """Find the images most similar to each query image (in the collection or not)."""
     from service.collection import open_collection
@@ -238,14 +245,16 @@ def search(
         settings = settings_from(ctx)
         if (client := service_client(settings)) is not None:
             for image in images:
-                found = client.search(image, space, k, cluster, settings.max_file_bytes)
+                found = client.search(image, space, k, cluster, settings.max_file_bytes,
+                                      exact)
                 _print_results(image, [SearchResult(**r) for r in found], as_json)
             return
         store = open_collection(settings, notify=notice)
         try:
             searcher = Searcher(store, build_pipeline(settings))
             for image in images:
-                results = searcher.search(image, space=space, k=k, cluster=cluster)
+                results = searcher.search(image, space=space, k=k, cluster=cluster,
+                                          exact=exact)
                 _print_results(image, results, as_json)
         finally:
             store.close()
@@ -336,13 +345,14 @@ def _register_feature_commands() -> None:
     from cli import (
         cluster_commands,
         duplicates_command,
+        index_command,
         serve_command,
         server_commands,
         train_commands,
     )
 
     for module in (train_commands, cluster_commands, duplicates_command, server_commands,
-                   serve_command):
+                   serve_command, index_command):
         module.register(app)
 
 

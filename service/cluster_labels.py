@@ -11,6 +11,7 @@ rolled forward by :func:`finish_pending_run`, which every command and the UI run
 from __future__ import annotations
 
 import csv
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,12 +23,14 @@ import numpy as np
 
 from service import clustering_runs as runs
 from service.atomic import atomic_write
+from service.cluster_neighbours import dbscan_from_store
 from service.clustering.results import ClusteringResult, EpsChoice
 from service.clustering.vectors import cluster_vectors
 from service.config import Settings
 from service.errors import ConfigError, EmptyCollectionError
 from service.store.base import PointFilter, PointRecord, VectorStore
 from service.store.schema import (
+    MOBILENET_DIM,
     PAYLOAD_CLUSTER,
     PAYLOAD_PATH,
     PAYLOAD_ROOT,
@@ -37,6 +40,13 @@ from service.store.schema import (
 
 READ_PAGE = 1000
 LABEL_BATCH = 1000
+NEIGHBOURS = ("auto", "exact", "index")
+# From this many points DBSCAN takes its neighbourhoods from the vector index (batched
+# Qdrant queries) instead of comparing all pairs (measured: docs/benchmarks-scale.md).
+INDEX_NEIGHBOURS_FROM = 200_000
+# scikit-learn's HDBSCAN beyond this many points takes too long for one machine (measured:
+# docs/benchmarks-scale.md); DBSCAN scales.
+HDBSCAN_MAX_POINTS = 100_000
 
 Progress = Callable[[str, int, int], None]
 
@@ -147,26 +157,46 @@ def cluster_collection(
     progress: Progress = _no_progress,
     on_eps: Callable[[EpsChoice], None] | None = None,
     on_result: Callable[[ClusteringResult], None] | None = None,
+    neighbours: str = "auto",
 ) -> ClusterRun:
     """Cluster every point with a ``space`` vector and make the labels current.
 
     ``model_id``: the current autoencoder version (required for that space). ``on_result``
     is called after clustering, before any label is written (the CLI prints the table).
+    ``neighbours`` (DBSCAN): ``"exact"`` compares all pairs, ``"index"`` asks the vector
+    index (:mod:`service.cluster_neighbours`), ``"auto"`` the index from
+    ``INDEX_NEIGHBOURS_FROM`` points.
     """
     if space == VECTOR_AUTOENCODER and model_id is None:
         raise ConfigError("clustering the autoencoder space needs its current model version")
+    if neighbours not in NEIGHBOURS:
+        raise ConfigError(f"neighbours must be one of {', '.join(NEIGHBOURS)}, got {neighbours!r}")
     finish_pending_run(settings, store, progress)
     started = datetime.now(UTC)
-    ids, vectors = read_vectors(store, space, model_id, progress)
+    where = space_filter(space, model_id)
+    total = store.count(where)
+    if algorithm == "hdbscan" and total > HDBSCAN_MAX_POINTS:
+        raise ConfigError(f"hdbscan handles at most {HDBSCAN_MAX_POINTS:,} points on one "
+                          f"machine and the collection has {total:,}; use --algorithm dbscan")
+    if algorithm == "dbscan" and (
+        neighbours == "index" or (neighbours == "auto" and total >= INDEX_NEIGHBOURS_FROM)
+    ):
+        dim = settings.latent_dim if space == VECTOR_AUTOENCODER else MOBILENET_DIM
+        ids, result = _dbscan_by_index(store, space, dim, where, eps, min_samples, progress,
+                                       on_eps)
+    else:
+        ids, vectors = read_vectors(store, space, model_id, progress)
+        if ids:
+            try:
+                result = cluster_vectors(vectors, eps, min_samples, algorithm, dims, progress,
+                                         on_eps)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        del vectors
     if not ids:
         raise EmptyCollectionError(
             f"no image has a {space} vector: run `simimg-admin ingest FOLDER` first"
         )
-    try:
-        result = cluster_vectors(vectors, eps, min_samples, algorithm, dims, progress, on_eps)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    del vectors
     if on_result is not None:
         on_result(result)
     run_id = uuid.uuid4().hex[:12]
@@ -183,6 +213,24 @@ def cluster_collection(
     apply_labels(store, ids, result.labels, progress)
     runs.complete_run(settings, run_id, record)
     return ClusterRun(result, record, ids)
+
+
+def _dbscan_by_index(
+    store: VectorStore, space: str, dims: int, where: PointFilter, eps: float | str,
+    min_samples: int, progress: Progress, on_eps: Callable[[EpsChoice], None] | None,
+) -> tuple[list[str], ClusteringResult]:
+    started = time.perf_counter()
+    try:
+        ids, labels, used, reason = dbscan_from_store(
+            store, space, where, eps, min_samples, progress, on_eps
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return ids, ClusteringResult(
+        labels=labels, algorithm="dbscan", eps=used, min_samples=min_samples, dims=dims,
+        explained_variance=None, eps_reason=reason, seconds=time.perf_counter() - started,
+        neighbours="index",
+    )
 
 
 @dataclass

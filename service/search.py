@@ -72,15 +72,18 @@ class Searcher:
         k: int = 6,
         cluster: int | None = None,
         source: str | None = None,
+        exact: bool = False,
     ) -> list[SearchResult]:
         """Top-``k`` images most similar to ``query`` in ``space`` (or ``fused``).
 
         ``source`` names an upload in error messages (default: the path, or "upload").
+        ``exact``: a full scan instead of the vector index (to check the index's results).
         """
         spaces = self._spaces(space, k)
         prepared = query if isinstance(query, PreparedImage) else self.prepare(query, source)
         vectors = self.pipeline.embed([prepared], spaces)
-        return self.search_vectors({name: vectors[name][0] for name in spaces}, k, cluster)
+        return self.search_vectors({name: vectors[name][0] for name in spaces}, k, cluster,
+                                   exact)
 
     def search_by_id(
         self, point_id: str, space: str = "mobilenet", k: int = 6, cluster: int | None = None
@@ -97,7 +100,11 @@ class Searcher:
         return self.search_vectors({name: stored[name] for name in spaces}, k, cluster)
 
     def search_vectors(
-        self, vectors: dict[str, np.ndarray], k: int, cluster: int | None = None
+        self,
+        vectors: dict[str, np.ndarray],
+        k: int,
+        cluster: int | None = None,
+        exact: bool = False,
     ) -> list[SearchResult]:
         """Search each given space and fuse the rankings when there is more than one."""
         rankings = []
@@ -106,7 +113,7 @@ class Searcher:
                 cluster=cluster, autoencoder_model=self._autoencoder_model(space)
             )
             depth = k if len(vectors) == 1 else min(MAX_K, max(4 * k, 50))
-            rankings.append(self.store.search(vector, space, depth, where))
+            rankings.append(self.store.search(vector, space, depth, where, exact))
         hits = rankings[0] if len(rankings) == 1 else reciprocal_rank_fusion(rankings, k)
         # Counting on every query costs a scan; an empty result is the cheap signal.
         if not hits and self.store.count() == 0:

@@ -32,6 +32,7 @@ from service.store.records import (
 )
 
 __all__ = [
+    "INT8_OVERSAMPLING",
     "Condition",
     "Hit",
     "PointFilter",
@@ -46,6 +47,8 @@ __all__ = [
 
 _ID_CHUNK = 1024
 _WRITE_CHUNK = 256
+# int8 searches fetch this many times k candidates, then rescore them from the originals.
+INT8_OVERSAMPLING = 2.0
 
 
 class VectorStore(Protocol):
@@ -80,9 +83,15 @@ class VectorStore(Protocol):
         """Points by id (missing ids are left out), with payload and optionally vectors."""
 
     def search(
-        self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None
+        self,
+        vector: np.ndarray,
+        space: str,
+        k: int,
+        where: PointFilter | None = None,
+        exact: bool = False,
     ) -> list[Hit]:
-        """Top-k by cosine similarity in the named vector ``space``, best first."""
+        """Top-k by cosine similarity in the named vector ``space``, best first: through the
+        vector index where there is one, or by a full scan when ``exact``."""
 
     def search_batch(
         self,
@@ -116,6 +125,9 @@ class VectorStore(Protocol):
     def optimize(self) -> bool:
         """Build the vector index where the backend leaves that to the caller (the embedded
         engine); True if work was done. A server indexes by itself: nothing to do."""
+
+    def indexed_vectors(self) -> int:
+        """Vectors (of every named space) that the vector index serves."""
 
     def close(self) -> None:
         """Flush and release the store (and, for the embedded store, its directory lock)."""
@@ -182,8 +194,12 @@ class StoreBase(ABC):
     ) -> list[PointRecord]: ...
 
     @abstractmethod
-    def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
-        ...
+    def _query(
+        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
+    ) -> list[Hit]: ...
+
+    @abstractmethod
+    def _indexed_vectors(self) -> int: ...
 
     @abstractmethod
     def _query_batch(
@@ -282,6 +298,9 @@ class StoreBase(ABC):
     def optimize(self) -> bool:
         return False  # overridden by backends that build their index on request
 
+    def indexed_vectors(self) -> int:
+        return self._indexed_vectors()
+
     # -- reads -----------------------------------------------------------------------
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
@@ -297,10 +316,15 @@ class StoreBase(ABC):
         return self._retrieve(list(ids), True, vector_selector(with_vectors))
 
     def search(
-        self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None
+        self,
+        vector: np.ndarray,
+        space: str,
+        k: int,
+        where: PointFilter | None = None,
+        exact: bool = False,
     ) -> list[Hit]:
         query = np.asarray(vector, dtype=np.float32).tolist()
-        return self._query(query, space, k, self.native_filter(where))
+        return self._query(query, space, k, self.native_filter(where), exact)
 
     def search_batch(
         self,
