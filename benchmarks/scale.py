@@ -114,11 +114,12 @@ def build(data_dir: Path, args: argparse.Namespace, real: np.ndarray) -> dict[st
     for start in range(n_real, args.points, _CHUNK):
         n = min(_CHUNK, args.points - start)
         store.upsert(_points(start, derived_vectors(real, n, 0.02, rng), True))
-        if (start // _CHUNK) % 10 == 0:
+        if (start + n) % 100_000 < _CHUNK:
             print(f"  upserted {start + n:,} points ({time.perf_counter() - started:.0f} s)",
                   flush=True)
     store.flush()
     upsert_s = time.perf_counter() - started
+    print(f"  upserted in {upsert_s:.0f} s; building the index", flush=True)
     started = time.perf_counter()
     store.optimize()
     index_s = time.perf_counter() - started

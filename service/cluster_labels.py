@@ -44,9 +44,9 @@ NEIGHBOURS = ("auto", "exact", "index")
 # From this many points DBSCAN takes its neighbourhoods from the vector index (batched
 # Qdrant queries) instead of comparing all pairs (measured: docs/benchmarks-scale.md).
 INDEX_NEIGHBOURS_FROM = 200_000
-# scikit-learn's HDBSCAN beyond this many points takes too long for one machine (measured:
-# docs/benchmarks-scale.md); DBSCAN scales.
-HDBSCAN_MAX_POINTS = 100_000
+# scikit-learn's HDBSCAN took 24 s at 10,000 points here (docs/benchmarks-cluster.md) and
+# grows about with the square of the points: minutes at 50,000, hours at a million.
+HDBSCAN_MAX_POINTS = 50_000
 
 Progress = Callable[[str, int, int], None]
 
@@ -176,8 +176,9 @@ def cluster_collection(
     where = space_filter(space, model_id)
     total = store.count(where)
     if algorithm == "hdbscan" and total > HDBSCAN_MAX_POINTS:
-        raise ConfigError(f"hdbscan handles at most {HDBSCAN_MAX_POINTS:,} points on one "
-                          f"machine and the collection has {total:,}; use --algorithm dbscan")
+        raise ConfigError(f"hdbscan is limited to {HDBSCAN_MAX_POINTS:,} points (its time "
+                          f"grows with the square of the points) and the collection has "
+                          f"{total:,}; use --algorithm dbscan, which scales")
     if algorithm == "dbscan" and (
         neighbours == "index" or (neighbours == "auto" and total >= INDEX_NEIGHBOURS_FROM)
     ):

@@ -90,7 +90,16 @@ def neighbour_edges(
         edges.size += len(i)
         done += len(rows)
         progress("neighbours", done, len(ids))
-    return edges
+    return _undirected(edges, len(ids))
+
+
+def _undirected(edges: Edges, n: int) -> Edges:
+    """Each pair once (``i < j``), however many of its two queries found it: DBSCAN counts
+    a neighbour once."""
+    i, j, sim = edges.arrays()
+    low, high = np.minimum(i, j).astype(np.int64), np.maximum(i, j).astype(np.int64)
+    _, first = np.unique(low * n + high, return_index=True)
+    return Edges([low[first]], [high[first]], [sim[first]], int(first.size))
 
 
 def dbscan_from_store(

@@ -129,3 +129,36 @@ def test_a_build_interrupted_at_the_swap_is_undone_on_open(tmp_path: Path) -> No
         assert build_index(reopened).indexed_vectors == 0  # below the full-scan threshold
     finally:
         reopened.close()
+
+
+def test_dbscan_from_index_queries_agrees_with_exact_dbscan(indexed: Indexed) -> None:
+    from sklearn.metrics import adjusted_rand_score
+
+    from service.cluster_neighbours import dbscan_from_store
+    from service.clustering.dbscan import dbscan_cosine
+    from service.clustering.vectors import unit_rows
+    from service.store.base import PointFilter
+
+    where = PointFilter(has_vector=VECTOR_MOBILENET)
+    ids, labels, eps, reason = dbscan_from_store(
+        indexed.store, VECTOR_MOBILENET, where, "auto", 5, lambda *_: None
+    )
+    assert ids == sorted(ids) and len(ids) == POINTS and reason
+    exact = dbscan_cosine(unit_rows(indexed.vectors), eps, 5)
+    order = np.array([int(pid[-12:]) for pid in ids])
+    assert labels.max() >= 1  # at least two clusters: the comparison means something
+    assert adjusted_rand_score(exact[order], labels) >= 0.95
+    assert abs(int(labels.max()) - int(exact.max())) <= max(1, 0.05 * (exact.max() + 1))
+
+
+def test_hdbscan_above_its_limit_is_a_one_line_error(
+    indexed: Indexed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.cluster_labels as cluster_labels
+    from service.errors import ConfigError
+
+    monkeypatch.setattr(cluster_labels, "HDBSCAN_MAX_POINTS", POINTS - 1)
+    with pytest.raises(ConfigError, match=r"^hdbscan is limited to 999 points .* "
+                                          r"use --algorithm dbscan, which scales$"):
+        cluster_labels.cluster_collection(indexed.store.settings, indexed.store,
+                                          algorithm="hdbscan")
