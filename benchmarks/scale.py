@@ -291,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--neighbours", default="index", choices=["auto", "exact", "index"],
                     help="DBSCAN neighbourhoods (cluster --neighbours)")
     ap.add_argument("--skip-cluster", action="store_true")
+    ap.add_argument("--skip-search", action="store_true")
+    ap.add_argument("--reuse", type=Path, default=None,
+                    help="a data dir kept by an earlier run (--keep): skip the build")
     ap.add_argument("--keep", action="store_true", help="keep the collection")
     args = ap.parse_args(argv)
     args.eps = args.eps if args.eps == "auto" else float(args.eps)
@@ -310,15 +313,22 @@ def main(argv: list[str] | None = None) -> int:
           "vectors (mix of two real + noise); autoencoder vectors are a random projection")
     result: dict[str, Any] = {"points": args.points, "quantization": args.quantization,
                               "on_disk": args.on_disk}
-    result.update(run_isolated(build, data_dir, args, real))
+    if args.reuse is not None:  # a collection kept by an earlier run (--keep): its figures
+        data_dir = args.reuse
+        result.update(json.loads((data_dir / "build.json").read_text()))
+    else:
+        result.update(run_isolated(build, data_dir, args, real))
+        (data_dir / "build.json").write_text(json.dumps(result))
     print(f"  built: {result['points']:,} points in {result['upsert_s']:.0f} s, index "
           f"{result['index_build_s']:.0f} s", flush=True)
-    result.update(run_isolated(serve, data_dir, args, queries, _photo_files(work)))
+    if not args.skip_search:
+        result.update(run_isolated(serve, data_dir, args, queries, _photo_files(work)))
     if not args.skip_cluster:
         result.update(run_isolated(cluster, data_dir, args))
     result["load_average_end"] = load_average()
-    print_table(result)
-    if not args.keep:
+    if not args.skip_search:
+        print_table(result)
+    if not args.keep and args.reuse is None:
         shutil.rmtree(work, ignore_errors=True)
     else:
         print(f"collection kept in {data_dir}")
