@@ -538,9 +538,9 @@ def test_backends_agree_on_top_k(tmp_path: Path) -> None:
 
 
 def test_int8_quantization_round_trip(backend: Backend) -> None:
-    """int8 copies are searched, then rescored from the original vectors, which are kept:
-    scores equal the exact ones and vectors read back are the originals."""
-    store = backend.open(quantization="int8", hnsw_full_scan_kb=100)
+    """int8 copies are searched, then rescored from the original vectors, which are kept
+    (here on disk): scores equal the exact ones and vectors read back are the originals."""
+    store = backend.open(quantization="int8", hnsw_full_scan_kb=100, vectors_on_disk=True)
     points = make_points(300, seed=5)
     store.upsert(points)
     store.optimize()
@@ -548,6 +548,7 @@ def test_int8_quantization_round_trip(backend: Backend) -> None:
         assert store.indexed_vectors() == 2 * len(points)
         config = json.loads((store.path / "edge_config.json").read_text())  # type: ignore[attr-defined]
         assert "int8" in json.dumps(config["quantization_config"]).lower()
+        assert config["vectors"][MN]["memory"] == "cold"  # memory-mapped originals
     elif backend.kind == "server":  # local mode keeps no quantization config (it ignores it)
         info = store.client.get_collection(backend.collection)  # type: ignore[attr-defined]
         assert info.config.quantization_config is not None
