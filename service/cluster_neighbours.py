@@ -33,6 +33,7 @@ from service.clustering.results import (
     cluster_sizes,
 )
 from service.clustering.vectors import unit_rows
+from service.indexing import build_index
 from service.store.base import PointFilter, VectorStore
 
 # Neighbours asked per point: enough to keep dense clusters connected (measured, see
@@ -121,7 +122,7 @@ def dbscan_from_store(
         return [], np.zeros(0, np.int64), 0.0, None
     if store.indexed_vectors() < len(ids) // 2:
         progress("index", 0, 1)
-        store.optimize()
+        build_index(store, keep_serving=True)  # a running service keeps answering
         progress("index", 1, 1)
     k = max(k, min_samples)
     choice = _choose_eps(store, space, where, ids, min_samples) if eps == "auto" else None

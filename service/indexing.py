@@ -45,10 +45,9 @@ def build_index(store: VectorStore, keep_serving: bool = False) -> IndexReport:
     process so this process keeps answering searches (see :mod:`service.store.edge_index`)."""
     started = time.perf_counter()
     if keep_serving and store.name == "edge":
-        from service.store.edge import EdgeStore
-        from service.store.edge_index import build_index_aside
+        from service.store.edge_index import SwappableShard, build_index_aside
 
-        built = build_index_aside(cast(EdgeStore, store)).optimized
+        built = build_index_aside(cast(SwappableShard, store)).optimized
     else:
         built = store.optimize()
     return IndexReport(built, store.indexed_vectors(), stored_vectors(store),

@@ -47,8 +47,7 @@ __all__ = [
 
 _ID_CHUNK = 1024
 _WRITE_CHUNK = 256
-# int8 searches fetch this many times k candidates, then rescore them from the originals.
-INT8_OVERSAMPLING = 2.0
+INT8_OVERSAMPLING = 2.0  # int8 searches rescore this many times k candidates
 
 
 class VectorStore(Protocol):
@@ -83,15 +82,10 @@ class VectorStore(Protocol):
         """Points by id (missing ids are left out), with payload and optionally vectors."""
 
     def search(
-        self,
-        vector: np.ndarray,
-        space: str,
-        k: int,
-        where: PointFilter | None = None,
+        self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None,
         exact: bool = False,
     ) -> list[Hit]:
-        """Top-k by cosine similarity in the named vector ``space``, best first: through the
-        vector index where there is one, or by a full scan when ``exact``."""
+        """Top-k by cosine similarity in ``space``, best first (a full scan if ``exact``)."""
 
     def search_batch(
         self,
@@ -123,8 +117,7 @@ class VectorStore(Protocol):
         """Make every acknowledged write durable."""
 
     def optimize(self) -> bool:
-        """Build the vector index where the backend leaves that to the caller (the embedded
-        engine); True if work was done. A server indexes by itself: nothing to do."""
+        """Build the vector index if the engine leaves it to the caller; True if it did."""
 
     def indexed_vectors(self) -> int:
         """Vectors (of every named space) that the vector index serves."""
@@ -199,7 +192,7 @@ class StoreBase(ABC):
     ) -> list[Hit]: ...
 
     @abstractmethod
-    def _indexed_vectors(self) -> int: ...
+    def indexed_vectors(self) -> int: ...
 
     @abstractmethod
     def _query_batch(
@@ -298,9 +291,6 @@ class StoreBase(ABC):
     def optimize(self) -> bool:
         return False  # overridden by backends that build their index on request
 
-    def indexed_vectors(self) -> int:
-        return self._indexed_vectors()
-
     # -- reads -----------------------------------------------------------------------
 
     def existing_ids(self, ids: Sequence[str]) -> set[str]:
@@ -316,23 +306,15 @@ class StoreBase(ABC):
         return self._retrieve(list(ids), True, vector_selector(with_vectors))
 
     def search(
-        self,
-        vector: np.ndarray,
-        space: str,
-        k: int,
-        where: PointFilter | None = None,
+        self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None,
         exact: bool = False,
     ) -> list[Hit]:
         query = np.asarray(vector, dtype=np.float32).tolist()
         return self._query(query, space, k, self.native_filter(where), exact)
 
     def search_batch(
-        self,
-        vectors: Sequence[np.ndarray],
-        space: str,
-        k: int,
-        where: PointFilter | None = None,
-        min_score: float | None = None,
+        self, vectors: Sequence[np.ndarray], space: str, k: int,
+        where: PointFilter | None = None, min_score: float | None = None,
     ) -> list[list[Hit]]:
         if not len(vectors):
             return []
@@ -340,11 +322,8 @@ class StoreBase(ABC):
         return self._query_batch(queries, space, k, self.native_filter(where), min_score)
 
     def scroll(
-        self,
-        batch_size: int = 256,
-        with_vectors: bool | Sequence[str] = False,
-        where: PointFilter | None = None,
-        with_payload: bool | Sequence[str] = True,
+        self, batch_size: int = 256, with_vectors: bool | Sequence[str] = False,
+        where: PointFilter | None = None, with_payload: bool | Sequence[str] = True,
     ) -> Iterator[list[PointRecord]]:
         offset: Any = None
         native, wv = self.native_filter(where), vector_selector(with_vectors)

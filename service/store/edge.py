@@ -30,7 +30,6 @@ from service.errors import StoreError, StoreInUseError
 from service.holder import describe_holder
 from service.store import schema
 from service.store.base import (
-    INT8_OVERSAMPLING,
     Condition,
     Hit,
     PointRecord,
@@ -38,6 +37,7 @@ from service.store.base import (
     record_from,
     vectors_as_lists,
 )
+from service.store.edge_config import collection_config, search_params
 from service.store.edge_index import recover
 
 T = TypeVar("T")
@@ -45,10 +45,6 @@ T = TypeVar("T")
 _SCHEMA_TYPES = {
     "integer": qe.PayloadSchemaType.Integer,
     "keyword": qe.PayloadSchemaType.Keyword,
-}
-_DATATYPES = {
-    "float16": qe.VectorStorageDatatype.Float16,
-    "float32": qe.VectorStorageDatatype.Float32,
 }
 _CONFIG_FILE = "edge_config.json"  # written by qdrant-edge next to wal/ and segments/
 _META_FILE = "simimg.json"  # simimg's own record in the shard directory (schema version)
@@ -81,43 +77,6 @@ class EdgeStore(StoreBase):
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def _collection_config(self) -> qe.EdgeConfig:
-        """Vectors, HNSW and quantization of a new shard (fixed from then on)."""
-        s = self.settings
-        datatype = _DATATYPES[s.vector_datatype]
-        memory = qe.Memory.Cold if s.vectors_on_disk else None
-        vectors = {
-            space: qe.EdgeVectorParams(
-                dim, distance=qe.Distance.Cosine, datatype=datatype, memory=memory
-            )
-            for space, dim in self.expected_dims.items()
-        }
-        quantization = (
-            qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned)
-            if s.quantization == "int8"
-            else None
-        )
-        return qe.EdgeConfig(
-            vectors=vectors,
-            hnsw_config=qe.HnswIndexConfig(
-                m=s.hnsw_m, ef_construct=s.hnsw_ef_construct,
-                full_scan_threshold=s.hnsw_full_scan_kb,
-            ),
-            quantization_config=quantization,
-            # segments the planner would scan in full anyway are not worth indexing
-            optimizers=qe.EdgeOptimizersConfig(indexing_threshold=s.hnsw_full_scan_kb),
-        )
-
-    def _search_params(self, exact: bool) -> qe.SearchParams:
-        if exact:
-            return qe.SearchParams(exact=True)
-        rescore = (
-            qe.QuantizationSearchParams(rescore=True, oversampling=INT8_OVERSAMPLING)
-            if self.settings.quantization == "int8"
-            else None
-        )
-        return qe.SearchParams(hnsw_ef=self.settings.hnsw_ef, quantization=rescore)
-
     def _open(self) -> qe.EdgeShard:
         # Our own lock first: qdrant-edge's load() rewrites the shard's config (and may touch
         # more) before it discovers that another process holds the WAL, so a second process
@@ -129,7 +88,8 @@ class EdgeStore(StoreBase):
                 # a clear message before the engine's own, terser, compatibility check
                 self._check_dims(self._stored_dims())
                 return qe.EdgeShard.load(str(self.path))
-            return qe.EdgeShard.create(str(self.path), self._collection_config())
+            config = collection_config(self.settings, self.expected_dims)
+            return qe.EdgeShard.create(str(self.path), config)
         except BaseException as e:
             self._release_dir_lock()
             if isinstance(e, Exception) and not isinstance(e, StoreError):
@@ -189,7 +149,7 @@ class EdgeStore(StoreBase):
         self._shard = self._call(lambda: qe.EdgeShard.load(str(self.path)))
         shutil.rmtree(replaced, ignore_errors=True)
 
-    def _indexed_vectors(self) -> int:
+    def indexed_vectors(self) -> int:
         return int(self._run(lambda shard: shard.info().indexed_vectors_count))
 
     def __enter__(self) -> EdgeStore:
@@ -296,7 +256,7 @@ class EdgeStore(StoreBase):
             filter=native_filter,
             with_payload=True,
             with_vector=False,
-            params=self._search_params(exact),
+            params=search_params(self.settings, exact),
         )
         points = self._run(lambda shard: shard.query(request))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
@@ -313,7 +273,7 @@ class EdgeStore(StoreBase):
             qe.QueryRequest(
                 limit=k, query=qe.Query.Nearest(vector, using=space), filter=native_filter,
                 with_payload=False, with_vector=False, score_threshold=min_score,
-                params=self._search_params(exact=False),
+                params=search_params(self.settings, exact=False),
             )
             for vector in vectors
         ])

@@ -26,15 +26,24 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from service.errors import StoreError
 
-if TYPE_CHECKING:
-    from service.store.edge import EdgeStore
-
 _BUILDING = ".indexing"
 _REPLACED = ".replaced"
+
+
+class SwappableShard(Protocol):
+    """What a build needs of :class:`service.store.edge.EdgeStore`."""
+
+    path: Path
+    _lock: Any  # serialises shard calls (searches)
+    _write_gate: Any  # held by every write
+
+    def flush(self) -> None: ...
+
+    def _swap_in(self, built: Path, replaced: Path) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,7 @@ def recover(path: Path) -> None:
     shutil.rmtree(_sibling(path, _BUILDING), ignore_errors=True)
 
 
-def build_index_aside(store: EdgeStore) -> IndexBuild:
+def build_index_aside(store: SwappableShard) -> IndexBuild:
     """Build ``store``'s index on a copy in a child process; searches go on meanwhile.
 
     Writes from other threads wait until the new shard is in place.

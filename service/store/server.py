@@ -254,12 +254,9 @@ class ServerStore(StoreBase):
     def _search_params(self, exact: bool) -> qm.SearchParams:
         if exact:
             return qm.SearchParams(exact=True)
-        rescore = (
-            qm.QuantizationSearchParams(rescore=True, oversampling=INT8_OVERSAMPLING)
-            if self.settings.quantization == "int8"
-            else None
-        )
-        return qm.SearchParams(hnsw_ef=self.settings.hnsw_ef, quantization=rescore)
+        rescore = qm.QuantizationSearchParams(rescore=True, oversampling=INT8_OVERSAMPLING)
+        int8 = rescore if self.settings.quantization == "int8" else None
+        return qm.SearchParams(hnsw_ef=self.settings.hnsw_ef, quantization=int8)
 
     def _query(
         self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
@@ -319,7 +316,7 @@ class ServerStore(StoreBase):
         )
         return [record_from(r.id, r.vector, r.payload) for r in records], next_offset
 
-    def _indexed_vectors(self) -> int:
+    def indexed_vectors(self) -> int:
         return int(self._info().indexed_vectors_count or 0)
 
     def _count(self, native_filter: Any) -> int:
