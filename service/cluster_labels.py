@@ -42,8 +42,9 @@ READ_PAGE = 1000
 LABEL_BATCH = 1000
 NEIGHBOURS = ("auto", "exact", "index")
 # From this many points DBSCAN takes its neighbourhoods from the vector index (batched
-# Qdrant queries) instead of comparing all pairs (measured: docs/benchmarks-scale.md).
-INDEX_NEIGHBOURS_FROM = 200_000
+# Qdrant queries, ~3 ms a point here) instead of comparing all pairs (74 s at 100k, growing
+# with the square): they cross near 400k (docs/benchmarks-scale.md).
+INDEX_NEIGHBOURS_FROM = 400_000
 # scikit-learn's HDBSCAN took 24 s at 10,000 points here (docs/benchmarks-cluster.md) and
 # grows about with the square of the points: minutes at 50,000, hours at a million.
 HDBSCAN_MAX_POINTS = 50_000
