@@ -146,7 +146,13 @@ class EdgeStore(StoreBase):
             self._call(shard.close)
         self.path.rename(replaced)
         built.rename(self.path)
-        self._shard = self._call(lambda: qe.EdgeShard.load(str(self.path)))
+        try:
+            self._shard = self._call(lambda: qe.EdgeShard.load(str(self.path)))
+        except StoreError:  # the copy does not open: back to the live shard as it was
+            shutil.rmtree(self.path, ignore_errors=True)
+            replaced.rename(self.path)
+            self._shard = self._call(lambda: qe.EdgeShard.load(str(self.path)))
+            raise
         shutil.rmtree(replaced, ignore_errors=True)
 
     def indexed_vectors(self) -> int:
