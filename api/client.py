@@ -66,6 +66,7 @@ class ServiceClient:
         like: Sequence[str] = (),
         unlike: Sequence[str] = (),
         min_score: float | None = None,
+        exact: bool = False,
     ) -> list[dict[str, Any]]:
         """Search with a local file (and/or liked/unliked stored images); the file is read
         here under the same size limit as a direct search, and named by its path so errors
@@ -76,6 +77,8 @@ class ServiceClient:
             form["cluster"] = str(cluster)
         if min_score is not None:
             form["min_score"] = repr(min_score)
+        if exact:
+            form["exact"] = "true"
         files = None
         if image is not None:
             files = {"image": (str(image), read_image_bytes(image, max_file_bytes))}

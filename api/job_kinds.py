@@ -107,7 +107,27 @@ def run_ingest(service: JobHost, params: dict[str, Any], job: JobContext) -> Any
     )
     for folder in folders:
         service.note_root(folder)
+    from service.indexing import index_if_due
+
+    index_if_due(service.settings, service.store, keep_serving=True, notify=job.message)
     return report.to_json()
+
+
+# -- optimize -----------------------------------------------------------------------------
+
+
+def validate_optimize(
+    service: JobHost, body: dict[str, Any], trusted: bool
+) -> dict[str, Any]:
+    """``{}``: build the vector index; searches are answered meanwhile."""
+    return _only(body, set())
+
+
+def run_optimize(service: JobHost, params: dict[str, Any], job: JobContext) -> Any:
+    from service.indexing import build_index
+
+    job.stage("index", None)
+    return build_index(service.store, keep_serving=True).to_json()
 
 
 # -- train --------------------------------------------------------------------------------
@@ -221,5 +241,7 @@ def run_cluster(service: JobHost, params: dict[str, Any], job: JobContext) -> An
     return {**run.record, "sizes": run.result.sizes(), "labelled": len(run.ids)}
 
 
-VALIDATORS = {"ingest": validate_ingest, "train": validate_train, "cluster": validate_cluster}
-RUNNERS = {"ingest": run_ingest, "train": run_train, "cluster": run_cluster}
+VALIDATORS = {"ingest": validate_ingest, "train": validate_train, "cluster": validate_cluster,
+              "optimize": validate_optimize}
+RUNNERS = {"ingest": run_ingest, "train": run_train, "cluster": run_cluster,
+           "optimize": run_optimize}

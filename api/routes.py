@@ -143,6 +143,7 @@ def search(
     like: Annotated[list[str] | None, Form(description=LIKE_HELP)] = None,
     unlike: Annotated[list[str] | None, Form(description=UNLIKE_HELP)] = None,
     filters: Annotated[SearchFilters, Depends(form_filters)] = NO_FILTERS,
+    exact: Annotated[bool, Form(description="Full scan instead of the vector index")] = False,
 ) -> SearchResponse:
     service = _service(request)
     data, source = None, None
@@ -157,7 +158,7 @@ def search(
     label = resolve_cluster(service.settings, cluster)
     return _results(service.searcher.search(
         data, space, k, label, source, filters, like=like or (), unlike=unlike or (),
-        min_score=min_score,
+        min_score=min_score, exact=exact,
     ))
 
 

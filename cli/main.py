@@ -153,6 +153,8 @@ def ingest(
             result = run_job(client, body, label=label)
             _print_ingest_report(IngestReport.from_json(result), as_json)
             return
+        from service.indexing import index_if_due
+
         store = open_collection(settings, notify=notice)
         try:
             ingester = FolderIngester(store, build_pipeline(settings))
@@ -175,6 +177,7 @@ def ingest(
                         allow_empty=allow_empty,
                     )
                     _print_ingest_report(report, as_json)
+                    index_if_due(settings, store, notify=notice)
                     if watcher is not None:
                         watched = ", ".join(map(str, folders))
                         err.print(f"watching {watched} for changes (Ctrl-C to stop)")
@@ -247,6 +250,10 @@ def search(
     camera: Camera = None,
     label: Label = None,
     folder: Folder = None,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Scan every vector instead of using the index "
+                           "(slower; to check the index's results)")
+    ] = False,
 ) -> None:
     """Find the images most similar to each query image (in the collection or not).
 
@@ -268,7 +275,7 @@ def search(
         if (client := service_client(settings)) is not None:
             for query in queries:
                 found = client.search(query, space, k, cluster, settings.max_file_bytes,
-                                      filters, **steer)
+                                      filters, exact=exact, **steer)
                 _print_results(query, [SearchResult(**r) for r in found], as_json)
             return
         store = open_collection(settings, notify=notice)
@@ -277,7 +284,7 @@ def search(
             label = resolve_cluster(settings, cluster)
             for query in queries:
                 results = searcher.search(query, space=space, k=k, cluster=label,
-                                          filters=filters, **steer)
+                                          filters=filters, exact=exact, **steer)
                 _print_results(query, results, as_json)
         finally:
             store.close()
@@ -373,6 +380,7 @@ def _register_feature_commands() -> None:
         browse_command,
         cluster_commands,
         duplicates_command,
+        index_command,
         map_command,
         serve_command,
         server_commands,
@@ -380,7 +388,7 @@ def _register_feature_commands() -> None:
     )
 
     for module in (train_commands, cluster_commands, duplicates_command, server_commands,
-                   serve_command, browse_command, map_command):
+                   serve_command, browse_command, map_command, index_command):
         module.register(app)
 
 

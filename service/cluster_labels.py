@@ -11,6 +11,7 @@ rolled forward by :func:`finish_pending_run`, which every command and the UI run
 from __future__ import annotations
 
 import csv
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,12 +24,14 @@ import numpy as np
 from service import clustering_runs as runs
 from service.atomic import atomic_write
 from service.cluster_names import clear_stale_names
+from service.cluster_neighbours import dbscan_from_store
 from service.clustering.results import ClusteringResult, EpsChoice
 from service.clustering.vectors import cluster_vectors
 from service.config import Settings
 from service.errors import ConfigError, EmptyCollectionError
 from service.store.base import PointFilter, PointRecord, VectorStore
 from service.store.schema import (
+    MOBILENET_DIM,
     PAYLOAD_CLUSTER,
     PAYLOAD_CLUSTER_NAME,
     PAYLOAD_PATH,
@@ -39,6 +42,14 @@ from service.store.schema import (
 
 READ_PAGE = 1000
 LABEL_BATCH = 1000
+NEIGHBOURS = ("auto", "exact", "index")
+# From this many points DBSCAN takes its neighbourhoods from the vector index (batched
+# Qdrant queries, ~3 ms a point here) instead of comparing all pairs (74 s at 100k, growing
+# with the square): they cross near 400k (docs/benchmarks-scale.md).
+INDEX_NEIGHBOURS_FROM = 400_000
+# scikit-learn's HDBSCAN took 24 s at 10,000 points here (docs/benchmarks-cluster.md) and
+# grows about with the square of the points: minutes at 50,000, hours at a million.
+HDBSCAN_MAX_POINTS = 50_000
 
 Progress = Callable[[str, int, int], None]
 
@@ -153,26 +164,47 @@ def cluster_collection(
     progress: Progress = _no_progress,
     on_eps: Callable[[EpsChoice], None] | None = None,
     on_result: Callable[[ClusteringResult], None] | None = None,
+    neighbours: str = "auto",
 ) -> ClusterRun:
     """Cluster every point with a ``space`` vector and make the labels current.
 
     ``model_id``: the current autoencoder version (required for that space). ``on_result``
     is called after clustering, before any label is written (the CLI prints the table).
+    ``neighbours`` (DBSCAN): ``"exact"`` compares all pairs, ``"index"`` asks the vector
+    index (:mod:`service.cluster_neighbours`), ``"auto"`` the index from
+    ``INDEX_NEIGHBOURS_FROM`` points.
     """
     if space == VECTOR_AUTOENCODER and model_id is None:
         raise ConfigError("clustering the autoencoder space needs its current model version")
+    if neighbours not in NEIGHBOURS:
+        raise ConfigError(f"neighbours must be one of {', '.join(NEIGHBOURS)}, got {neighbours!r}")
     finish_pending_run(settings, store, progress)
     started = datetime.now(UTC)
-    ids, vectors = read_vectors(store, space, model_id, progress)
+    where = space_filter(space, model_id)
+    total = store.count(where)
+    if algorithm == "hdbscan" and total > HDBSCAN_MAX_POINTS:
+        raise ConfigError(f"hdbscan is limited to {HDBSCAN_MAX_POINTS:,} points (its time "
+                          f"grows with the square of the points) and the collection has "
+                          f"{total:,}; use --algorithm dbscan, which scales")
+    if algorithm == "dbscan" and (
+        neighbours == "index" or (neighbours == "auto" and total >= INDEX_NEIGHBOURS_FROM)
+    ):
+        dim = settings.latent_dim if space == VECTOR_AUTOENCODER else MOBILENET_DIM
+        ids, result = _dbscan_by_index(store, space, dim, where, eps, min_samples, progress,
+                                       on_eps)
+    else:
+        ids, vectors = read_vectors(store, space, model_id, progress)
+        if ids:
+            try:
+                result = cluster_vectors(vectors, eps, min_samples, algorithm, dims, progress,
+                                         on_eps)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        del vectors
     if not ids:
         raise EmptyCollectionError(
             f"no image has a {space} vector: run `simimg-admin ingest FOLDER` first"
         )
-    try:
-        result = cluster_vectors(vectors, eps, min_samples, algorithm, dims, progress, on_eps)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    del vectors
     if on_result is not None:
         on_result(result)
     run_id = uuid.uuid4().hex[:12]
@@ -189,6 +221,24 @@ def cluster_collection(
     apply_labels(store, ids, result.labels, progress)
     runs.complete_run(settings, run_id, record)
     return ClusterRun(result, record, ids)
+
+
+def _dbscan_by_index(
+    store: VectorStore, space: str, dims: int, where: PointFilter, eps: float | str,
+    min_samples: int, progress: Progress, on_eps: Callable[[EpsChoice], None] | None,
+) -> tuple[list[str], ClusteringResult]:
+    started = time.perf_counter()
+    try:
+        ids, labels, used, reason = dbscan_from_store(
+            store, space, where, eps, min_samples, progress, on_eps
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return ids, ClusteringResult(
+        labels=labels, algorithm="dbscan", eps=used, min_samples=min_samples, dims=dims,
+        explained_variance=None, eps_reason=reason, seconds=time.perf_counter() - started,
+        neighbours="index",
+    )
 
 
 @dataclass

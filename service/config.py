@@ -44,10 +44,23 @@ class Settings:
     # How vectors are stored: "float16" halves memory and exact-search time (cosine scores
     # stay within ~1e-3 of float32); "float32" keeps full precision. Fixed at creation.
     vector_datatype: str = "float16"
-    # Server-only collection options (see docs/schema.md).
+    # Vector index (HNSW), both backends; m / ef_construct / full scan / quantization are
+    # fixed when the collection is created. Chosen by measurement: docs/benchmarks-scale.md.
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
+    # Candidates a search explores in the graph (recall against speed), at search time.
+    hnsw_ef: int = 128
+    # Below this many KB of vectors (a small segment, or what a filter leaves) Qdrant's
+    # planner scans exactly instead of walking the graph.
+    hnsw_full_scan_kb: int = 10_000
+    # "int8": scalar-quantized copies searched first, rescored from the original vectors.
     quantization: str = "none"  # "none" or "int8"
+    # Original vectors memory-mapped from disk instead of held in RAM (little-memory hosts).
+    vectors_on_disk: bool = False
+    # Build the index after an ingest once this many points are not indexed (0: never;
+    # `simimg-admin optimize` builds it on demand).
+    index_after: int = 10_000
+    # Server-only collection options (see docs/schema.md).
     shard_number: int = 1
     replication_factor: int = 1
     # `serve`: the key every API call and the page must send (Authorization: Bearer KEY);
@@ -103,6 +116,11 @@ class Settings:
             )
         if self.quantization not in ("none", "int8"):
             raise ConfigError(f"quantization must be 'none' or 'int8', got {self.quantization!r}")
+        for name in ("hnsw_m", "hnsw_ef_construct", "hnsw_ef"):
+            if getattr(self, name) < 4:
+                raise ConfigError(f"{name} must be at least 4, got {getattr(self, name)}")
+        if self.index_after < 0:
+            raise ConfigError(f"index_after must be 0 or more, got {self.index_after}")
         if self.decode_workers < 1:
             raise ConfigError(f"decode_workers must be at least 1, got {self.decode_workers}")
 
@@ -140,7 +158,9 @@ class Settings:
 
 
 _INT_FIELDS = {f.name for f in fields(Settings) if f.type in ("int", int)}
+_BOOL_FIELDS = {f.name for f in fields(Settings) if f.type in ("bool", bool)}
 _PATH_FIELDS = {"data_dir", "weights"}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 def _coerce(name: str, raw: str, var: str) -> Any:
@@ -151,6 +171,10 @@ def _coerce(name: str, raw: str, var: str) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{var} must be an integer, got {raw!r}") from None
+    if name in _BOOL_FIELDS:
+        if raw.strip().lower() not in _TRUE + _FALSE:
+            raise ConfigError(f"{var} must be true or false, got {raw!r}")
+        return raw.strip().lower() in _TRUE
     if name in _PATH_FIELDS:
         return Path(raw).expanduser()
     return raw

@@ -89,12 +89,14 @@ class Searcher:
         like: Sequence[str] = (),
         unlike: Sequence[str] = (),
         min_score: float | None = None,
+        exact: bool = False,
     ) -> list[SearchResult]:
         """Top-``k`` images most similar to ``query`` in ``space`` (or ``fused``).
 
         ``like`` / ``unlike``: stored images to find more / fewer of (:mod:`service.steering`);
         ``query`` may be None when ``like`` is given. ``min_score`` hides results below it.
         ``source`` names an upload in error messages (default: the path, or "upload").
+        ``exact``: a full scan instead of the vector index (to check the index's results).
         """
         spaces = self._spaces(space, k, min_score)
         examples = self._examples(like, unlike, spaces)
@@ -105,7 +107,7 @@ class Searcher:
         prepared = query if isinstance(query, PreparedImage) else self.prepare(query, source)
         vectors = self.pipeline.embed([prepared], spaces)
         queries = {name: vectors[name][0] for name in spaces}
-        return self._ranked(queries, spaces, k, cluster, examples, min_score, filters)
+        return self._ranked(queries, spaces, k, cluster, examples, min_score, filters, exact)
 
     def search_by_id(
         self,
@@ -127,9 +129,11 @@ class Searcher:
     def search_vectors(
         self, vectors: dict[str, np.ndarray], k: int, cluster: int | None = None,
         filters: SearchFilters = NO_FILTERS, min_score: float | None = None,
+        exact: bool = False,
     ) -> list[SearchResult]:
         """Search each given space and fuse the rankings when there is more than one."""
-        return self._ranked(vectors, list(vectors), k, cluster, NO_EXAMPLES, min_score, filters)
+        return self._ranked(vectors, list(vectors), k, cluster, NO_EXAMPLES, min_score, filters,
+                            exact)
 
     def _ranked(
         self,
@@ -140,6 +144,7 @@ class Searcher:
         examples: Examples,
         min_score: float | None,
         filters: SearchFilters = NO_FILTERS,
+        exact: bool = False,
     ) -> list[SearchResult]:
         """One ranking per space (nearest to the query, or recommend when steered) within
         ``filters``, each cut at ``min_score``, fused when there is more than one."""
@@ -154,7 +159,7 @@ class Searcher:
             positives += examples.positives.get(space, [])
             negatives = examples.negatives.get(space, [])
             if len(positives) == 1 and not negatives:
-                hits = self.store.search(positives[0], space, depth, where)
+                hits = self.store.search(positives[0], space, depth, where, exact)
             else:
                 hits = self.store.recommend(positives, negatives, space, depth, where)
             rankings.append(at_least(hits, min_score))

@@ -440,3 +440,15 @@ def test_page_serves_the_thumbnail_cache_files(service: Service) -> None:
     assert served.status_code == 200 and served.content == cached.read_bytes()
     assert "immutable" in served.headers["cache-control"] and served.headers["etag"]
 
+
+
+def test_optimize_through_the_service_and_exact_search(service: Service) -> None:
+    done = subprocess.run([*ADMIN, "optimize", "--json"], env=service.env,
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"done by the running service at {service.url}" in done.stderr
+    report = json.loads(done.stdout)
+    assert report["vectors"] > 0 and 0 <= report["indexed_vectors"] <= report["vectors"]
+    plain = _search(service, "chelsea.png", k="6").json()["results"]
+    exact = _search(service, "chelsea.png", k="6", exact="true").json()["results"]
+    assert [r["id"] for r in exact] == [r["id"] for r in plain]

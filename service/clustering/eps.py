@@ -137,7 +137,8 @@ def _silhouette_sum(sims: np.ndarray, labels: np.ndarray) -> float:
 
 
 def density_eps(
-    x: np.ndarray, min_samples: int, sample: int = _EPS_SAMPLE, seed: int = 0
+    x: np.ndarray, min_samples: int, sample: int = _EPS_SAMPLE, seed: int = 0,
+    full_curve: np.ndarray | None = None,
 ) -> EpsChoice:
     """eps for DBSCAN chosen by clustering a random sample at several candidate radii.
 
@@ -150,6 +151,9 @@ def density_eps(
     is applied to the k-distances to all rows (the share of core points carries over from
     the sample to the whole data; the radius does not). Falls back to :func:`knee_eps`
     when no candidate is acceptable. Exact (no sampling) up to ``sample`` points.
+
+    ``full_curve``: when ``x`` is itself a sample of a larger collection, the sorted
+    k-distances of its rows to every point (e.g. from the store's neighbour queries).
     """
     n = len(x)
     if min_samples < 2 or n < 2 * min_samples + 1:
@@ -160,7 +164,13 @@ def density_eps(
     np.fill_diagonal(sims, 1.0)
     m = len(rows)
     sample_curve = np.sort(1.0 - np.partition(sims, m - min_samples, axis=1)[:, m - min_samples])
-    curve = sample_curve if m == n else np.sort(_kth_distances_of_rows(x, rows, min_samples))
+    if full_curve is not None:
+        curve = np.sort(full_curve)
+    elif m == n:
+        curve = sample_curve
+    else:
+        curve = np.sort(_kth_distances_of_rows(x, rows, min_samples))
+    sampled = m < n or full_curve is not None
     candidates = []
     for q in _EPS_QUANTILES:
         sample_eps = float(np.clip(np.quantile(sample_curve, q), 1e-6, 1.999))
@@ -182,14 +192,14 @@ def density_eps(
         return EpsChoice(knee.eps, reason, min_samples, knee.curve, tuple(candidates))
     best = max(acceptable, key=lambda c: c.score)
     larger = [c for c in candidates if c.quantile > best.quantile and not c.acceptable]
-    where = "all points" if m == n else f"{m} sampled points"
+    where = f"{m} sampled points" if sampled else "all points"
     reason = (
         f"best of {len(candidates)} eps values (5%..95% quantiles of the {min_samples}-distance) "
         f"tried on {where}: at the {best.quantile:.0%} quantile they form {best.clusters} "
         f"clusters, {best.noise:.0%} noise, largest {best.largest:.0%}, mean silhouette "
         f"{best.silhouette:.2f} (score {best.score:.3f} = silhouette x share clustered)"
     )
-    if m < n:
+    if sampled:
         reason += (f"; eps {best.eps:.4f} is that quantile over all points "
                    f"({best.sample_eps:.4f} within the sample)")
     if larger:

@@ -59,6 +59,8 @@ class ClusteringResult:
     explained_variance: float | None
     eps_reason: str | None
     seconds: float
+    # DBSCAN's neighbourhoods: "exact" (all pairs) or "index" (the vector index's queries)
+    neighbours: str = "exact"
 
     @property
     def n_clusters(self) -> int:
@@ -85,6 +87,7 @@ class ClusteringResult:
             "clusters": self.n_clusters,
             "noise": self.n_noise,
             "seconds": round(self.seconds, 3),
+            "neighbours": self.neighbours,
         }
 
 

@@ -37,6 +37,7 @@ from service.duplicates.groups import (
 )
 from service.duplicates.neighbours import neighbour_lists, point_infos
 from service.errors import ConfigError, ModelNotTrainedError
+from service.indexing import build_index
 from service.locations import Location
 from service.store.base import PointFilter, VectorStore
 from service.store.schema import PAYLOAD_DUPLICATE_GROUP, VECTOR_AUTOENCODER
@@ -100,7 +101,7 @@ def find_duplicates(
     if store.count(base) >= INDEX_FROM:
         if notify:
             notify("building the vector index if needed (kept for later scans and searches)")
-        store.optimize()
+        build_index(store, keep_serving=True)  # the page keeps answering meanwhile
     roots = None
     if against is not None:
         roots = (_known_root(store, against[0]), _known_root(store, against[1]))

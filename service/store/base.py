@@ -32,11 +32,23 @@ from service.store.records import (
     vectors_as_lists,
 )
 
-__all__ = ["Condition", "Hit", "PointFilter", "PointRecord", "StoreBase", "VectorStore",
-           "conditions_of", "record_from", "vector_selector", "vectors_as_lists"]
+__all__ = [
+    "INT8_OVERSAMPLING",
+    "Condition",
+    "Hit",
+    "PointFilter",
+    "PointRecord",
+    "StoreBase",
+    "VectorStore",
+    "conditions_of",
+    "record_from",
+    "vector_selector",
+    "vectors_as_lists",
+]
 
 _ID_CHUNK = 1024
 _WRITE_CHUNK = 256
+INT8_OVERSAMPLING = 2.0  # int8 searches rescore this many times k candidates
 
 
 class VectorStore(Recommends, Protocol):
@@ -71,9 +83,10 @@ class VectorStore(Recommends, Protocol):
         """Points by id (missing ids are left out), with payload and optionally vectors."""
 
     def search(
-        self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None
+        self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None,
+        exact: bool = False,
     ) -> list[Hit]:
-        """Top-k by cosine similarity in the named vector ``space``, best first."""
+        """Top-k by cosine similarity in ``space``, best first (a full scan if ``exact``)."""
 
     def search_batch(
         self,
@@ -109,8 +122,10 @@ class VectorStore(Recommends, Protocol):
         """Make every acknowledged write durable."""
 
     def optimize(self) -> bool:
-        """Build the vector index where the backend leaves that to the caller (the embedded
-        engine); True if work was done. A server indexes by itself: nothing to do."""
+        """Build the vector index if the engine leaves it to the caller; True if it did."""
+
+    def indexed_vectors(self) -> int:
+        """Vectors (of every named space) that the vector index serves."""
 
     def close(self) -> None:
         """Flush and release the store (and, for the embedded store, its directory lock)."""
@@ -177,8 +192,12 @@ class StoreBase(RecommendQueries, ABC):
     ) -> list[PointRecord]: ...
 
     @abstractmethod
-    def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
-        ...
+    def _query(
+        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
+    ) -> list[Hit]: ...
+
+    @abstractmethod
+    def indexed_vectors(self) -> int: ...
 
     @abstractmethod
     def _query_batch(
@@ -295,18 +314,15 @@ class StoreBase(RecommendQueries, ABC):
         return self._retrieve(list(ids), True, vector_selector(with_vectors))
 
     def search(
-        self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None
+        self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None,
+        exact: bool = False,
     ) -> list[Hit]:
         query = np.asarray(vector, dtype=np.float32).tolist()
-        return self._query(query, space, k, self.native_filter(where))
+        return self._query(query, space, k, self.native_filter(where), exact)
 
     def search_batch(
-        self,
-        vectors: Sequence[np.ndarray],
-        space: str,
-        k: int,
-        where: PointFilter | None = None,
-        min_score: float | None = None,
+        self, vectors: Sequence[np.ndarray], space: str, k: int,
+        where: PointFilter | None = None, min_score: float | None = None,
     ) -> list[list[Hit]]:
         if not len(vectors):
             return []
@@ -314,11 +330,8 @@ class StoreBase(RecommendQueries, ABC):
         return self._query_batch(queries, space, k, self.native_filter(where), min_score)
 
     def scroll(
-        self,
-        batch_size: int = 256,
-        with_vectors: bool | Sequence[str] = False,
-        where: PointFilter | None = None,
-        with_payload: bool | Sequence[str] = True,
+        self, batch_size: int = 256, with_vectors: bool | Sequence[str] = False,
+        where: PointFilter | None = None, with_payload: bool | Sequence[str] = True,
     ) -> Iterator[list[PointRecord]]:
         offset: Any = None
         native, wv = self.native_filter(where), vector_selector(with_vectors)

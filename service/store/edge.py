@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import shutil
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -36,6 +37,8 @@ from service.store.base import (
     record_from,
     vectors_as_lists,
 )
+from service.store.edge_config import collection_config, search_params
+from service.store.edge_index import recover
 
 T = TypeVar("T")
 
@@ -45,12 +48,7 @@ _SCHEMA_TYPES = {
     "datetime": qe.PayloadSchemaType.Datetime,
     "geo": qe.PayloadSchemaType.Geo,
 }
-_DATATYPES = {
-    "float16": qe.VectorStorageDatatype.Float16,
-    "float32": qe.VectorStorageDatatype.Float32,
-}
 _CONFIG_FILE = "edge_config.json"  # written by qdrant-edge next to wal/ and segments/
-_EXACT = qe.SearchParams(exact=True)
 _META_FILE = "simimg.json"  # simimg's own record in the shard directory (schema version)
 
 
@@ -67,6 +65,9 @@ class EdgeStore(StoreBase):
         self.settings = settings
         self.path: Path = settings.data_dir / "qdrant-edge" / settings.collection
         self._lock = threading.RLock()
+        # Held by every write, and by an index build on a copy for as long as it runs (see
+        # service.store.edge_index): a write in between would be lost at the swap.
+        self._write_gate = threading.RLock()
         self._shard: qe.EdgeShard | None = None
         self._closed = False
         self._dir_lock: IO[bytes] | None = None
@@ -78,29 +79,19 @@ class EdgeStore(StoreBase):
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def _vectors_config(self) -> dict[str, qe.EdgeVectorParams]:
-        datatype = _DATATYPES[self.settings.vector_datatype]
-        return {
-            schema.VECTOR_MOBILENET: qe.EdgeVectorParams(
-                schema.MOBILENET_DIM, distance=qe.Distance.Cosine, datatype=datatype
-            ),
-            schema.VECTOR_AUTOENCODER: qe.EdgeVectorParams(
-                self.settings.latent_dim, distance=qe.Distance.Cosine, datatype=datatype
-            ),
-        }
-
     def _open(self) -> qe.EdgeShard:
         # Our own lock first: qdrant-edge's load() rewrites the shard's config (and may touch
         # more) before it discovers that another process holds the WAL, so a second process
         # must never get that far.
         self._dir_lock = _acquire_dir_lock(self.path, self._in_use_error)
         try:
+            recover(self.path)  # an index build interrupted by a crash
             if _shard_exists(self.path):
                 # a clear message before the engine's own, terser, compatibility check
                 self._check_dims(self._stored_dims())
                 return qe.EdgeShard.load(str(self.path))
-            return qe.EdgeShard.create(str(self.path),
-                                       qe.EdgeConfig(vectors=self._vectors_config()))
+            config = collection_config(self.settings, self.expected_dims)
+            return qe.EdgeShard.create(str(self.path), config)
         except BaseException as e:
             self._release_dir_lock()
             if isinstance(e, Exception) and not isinstance(e, StoreError):
@@ -138,8 +129,36 @@ class EdgeStore(StoreBase):
                         self._release_dir_lock()
 
     def optimize(self) -> bool:
-        """Build HNSW / merge segments (slow: minutes per 100k points). True if work was done."""
-        return self._run(lambda shard: shard.optimize())
+        """Build HNSW / merge segments (slow: minutes per 100k points). True if work was done.
+
+        Holds the GIL and the store for the whole build (measured: no other thread of the
+        process runs meanwhile); a process that must keep answering builds on a copy with
+        :func:`service.store.edge_index.build_index_aside` instead.
+        """
+        with self._write_gate:
+            return self._run(lambda shard: shard.optimize())
+
+    def _swap_in(self, built: Path, replaced: Path) -> None:
+        """Put the shard directory ``built`` (an optimized copy) in place of the live one.
+
+        Call with both locks held (see :func:`service.store.edge_index.build_index_aside`).
+        """
+        shard, self._shard = self._shard, None
+        if shard is not None:
+            self._call(shard.close)
+        self.path.rename(replaced)
+        built.rename(self.path)
+        try:
+            self._shard = self._call(lambda: qe.EdgeShard.load(str(self.path)))
+        except StoreError:  # the copy does not open: back to the live shard as it was
+            shutil.rmtree(self.path, ignore_errors=True)
+            replaced.rename(self.path)
+            self._shard = self._call(lambda: qe.EdgeShard.load(str(self.path)))
+            raise
+        shutil.rmtree(replaced, ignore_errors=True)
+
+    def indexed_vectors(self) -> int:
+        return int(self._run(lambda shard: shard.info().indexed_vectors_count))
 
     def __enter__(self) -> EdgeStore:
         return self
@@ -180,7 +199,8 @@ class EdgeStore(StoreBase):
             return self._call(lambda: fn(shard))
 
     def _update(self, op: qe.UpdateOperation) -> None:
-        self._run(lambda shard: shard.update(op))
+        with self._write_gate:
+            self._run(lambda shard: shard.update(op))
 
     # -- backend hooks (see StoreBase) -------------------------------------------------
 
@@ -207,7 +227,8 @@ class EdgeStore(StoreBase):
         return read_json(self.path / _META_FILE)
 
     def _write_meta(self, meta: Mapping[str, Any]) -> None:
-        write_json_atomic(self.path / _META_FILE, dict(meta))
+        with self._write_gate:
+            write_json_atomic(self.path / _META_FILE, dict(meta))
 
     def _upsert_batch(self, points: Sequence[PointRecord]) -> None:
         batch = [qe.Point(p.id, vectors_as_lists(p.vectors), dict(p.payload)) for p in points]
@@ -234,8 +255,10 @@ class EdgeStore(StoreBase):
         records = self._run(lambda shard: shard.retrieve(ids, with_payload, with_vectors))
         return [record_from(r.id, r.vector, r.payload) for r in records]
 
-    def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
-        return self._ranked(qe.Query.Nearest(vector, using=space), k, native_filter)
+    def _query(
+        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
+    ) -> list[Hit]:
+        return self._ranked(qe.Query.Nearest(vector, using=space), k, native_filter, exact)
 
     def _recommend(
         self,
@@ -246,18 +269,16 @@ class EdgeStore(StoreBase):
         native_filter: Any,
     ) -> list[Hit]:
         query = qe.Query.RecommendBestScore(qe.RecommendQuery(positives, negatives), using=space)
-        return self._ranked(query, k, native_filter)
+        return self._ranked(query, k, native_filter, exact=False)
 
-    def _ranked(self, query: qe.Query, k: int, native_filter: Any) -> list[Hit]:
-        # Searches stay exact even once `duplicates` has built the HNSW index: its recall
-        # with the default hnsw_ef is not yet measured on simimg's vectors (see issue 15).
+    def _ranked(self, query: qe.Query, k: int, native_filter: Any, exact: bool) -> list[Hit]:
         request = qe.QueryRequest(
             limit=k,
             query=query,
             filter=native_filter,
             with_payload=True,
             with_vector=False,
-            params=_EXACT,
+            params=search_params(self.settings, exact),
         )
         points = self._run(lambda shard: shard.query(request))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
@@ -274,6 +295,7 @@ class EdgeStore(StoreBase):
             qe.QueryRequest(
                 limit=k, query=qe.Query.Nearest(vector, using=space), filter=native_filter,
                 with_payload=False, with_vector=False, score_threshold=min_score,
+                params=search_params(self.settings, exact=False),
             )
             for vector in vectors
         ])

@@ -22,6 +22,7 @@ from service.config import Settings
 from service.errors import StoreError, StoreInUseError
 from service.store import schema
 from service.store.base import (
+    INT8_OVERSAMPLING,
     Condition,
     Hit,
     PointRecord,
@@ -124,14 +125,19 @@ class ServerStore(StoreBase):
             return False
         quantization = (
             qm.ScalarQuantization(
-                scalar=qm.ScalarQuantizationConfig(type=qm.ScalarType.INT8, always_ram=True)
+                scalar=qm.ScalarQuantizationConfig(
+                    type=qm.ScalarType.INT8, quantile=0.99, always_ram=True
+                )
             )
             if s.quantization == "int8"
             else None
         )
         datatype = qm.Datatype(s.vector_datatype)
         vectors = {
-            space: qm.VectorParams(size=dim, distance=qm.Distance.COSINE, datatype=datatype)
+            space: qm.VectorParams(
+                size=dim, distance=qm.Distance.COSINE, datatype=datatype,
+                on_disk=s.vectors_on_disk or None,
+            )
             for space, dim in self.expected_dims.items()
         }
         try:
@@ -139,7 +145,10 @@ class ServerStore(StoreBase):
                 lambda: self._client.create_collection(
                     name,
                     vectors_config=vectors,
-                    hnsw_config=qm.HnswConfigDiff(m=s.hnsw_m, ef_construct=s.hnsw_ef_construct),
+                    hnsw_config=qm.HnswConfigDiff(
+                        m=s.hnsw_m, ef_construct=s.hnsw_ef_construct,
+                        full_scan_threshold=s.hnsw_full_scan_kb,
+                    ),
                     quantization_config=quantization,
                     shard_number=s.shard_number,
                     replication_factor=s.replication_factor,
@@ -244,8 +253,17 @@ class ServerStore(StoreBase):
         )
         return [record_from(r.id, r.vector, r.payload) for r in records]
 
-    def _query(self, vector: list[float], space: str, k: int, native_filter: Any) -> list[Hit]:
-        return self._ranked(vector, space, k, native_filter)
+    def _search_params(self, exact: bool) -> qm.SearchParams:
+        if exact:
+            return qm.SearchParams(exact=True)
+        rescore = qm.QuantizationSearchParams(rescore=True, oversampling=INT8_OVERSAMPLING)
+        int8 = rescore if self.settings.quantization == "int8" else None
+        return qm.SearchParams(hnsw_ef=self.settings.hnsw_ef, quantization=int8)
+
+    def _query(
+        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
+    ) -> list[Hit]:
+        return self._ranked(vector, space, k, native_filter, exact)
 
     def _recommend(
         self,
@@ -258,9 +276,11 @@ class ServerStore(StoreBase):
         query = qm.RecommendQuery(recommend=qm.RecommendInput(
             positive=positives, negative=negatives, strategy=qm.RecommendStrategy.BEST_SCORE
         ))
-        return self._ranked(query, space, k, native_filter)
+        return self._ranked(query, space, k, native_filter, exact=False)
 
-    def _ranked(self, query: Any, space: str, k: int, native_filter: Any) -> list[Hit]:
+    def _ranked(
+        self, query: Any, space: str, k: int, native_filter: Any, exact: bool
+    ) -> list[Hit]:
         result = self._call(
             lambda: self._client.query_points(
                 self.collection,
@@ -268,6 +288,7 @@ class ServerStore(StoreBase):
                 using=space,
                 limit=k,
                 query_filter=native_filter,
+                search_params=self._search_params(exact),
                 with_payload=True,
                 with_vectors=False,
             )
@@ -286,6 +307,7 @@ class ServerStore(StoreBase):
             qm.QueryRequest(
                 query=vector, using=space, limit=k, filter=native_filter,
                 score_threshold=min_score, with_payload=False, with_vector=False,
+                params=self._search_params(exact=False),
             )
             for vector in vectors
         ]
@@ -313,6 +335,9 @@ class ServerStore(StoreBase):
             )
         )
         return [record_from(r.id, r.vector, r.payload) for r in records], next_offset
+
+    def indexed_vectors(self) -> int:
+        return int(self._info().indexed_vectors_count or 0)
 
     def _count(self, native_filter: Any) -> int:
         result = self._call(

@@ -1,0 +1,51 @@
+"""qdrant-edge's collection and search parameters from simimg's settings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import qdrant_edge as qe
+
+from service.config import Settings
+from service.store.base import INT8_OVERSAMPLING
+
+_DATATYPES = {
+    "float16": qe.VectorStorageDatatype.Float16,
+    "float32": qe.VectorStorageDatatype.Float32,
+}
+
+
+def collection_config(s: Settings, dims: Mapping[str, int]) -> qe.EdgeConfig:
+    """Vectors, HNSW and quantization of a new shard (fixed from then on)."""
+    memory = qe.Memory.Cold if s.vectors_on_disk else None  # Cold: memory-mapped from disk
+    vectors = {
+        space: qe.EdgeVectorParams(dim, distance=qe.Distance.Cosine,
+                                   datatype=_DATATYPES[s.vector_datatype], memory=memory)
+        for space, dim in dims.items()
+    }
+    quantization = (
+        qe.ScalarQuantizationConfig(qe.ScalarType.Int8, quantile=0.99, memory=qe.Memory.Pinned)
+        if s.quantization == "int8"
+        else None
+    )
+    return qe.EdgeConfig(
+        vectors=vectors,
+        hnsw_config=qe.HnswIndexConfig(
+            m=s.hnsw_m, ef_construct=s.hnsw_ef_construct, full_scan_threshold=s.hnsw_full_scan_kb,
+        ),
+        quantization_config=quantization,
+        # segments the planner would scan in full anyway are not worth indexing
+        optimizers=qe.EdgeOptimizersConfig(indexing_threshold=s.hnsw_full_scan_kb),
+    )
+
+
+def search_params(s: Settings, exact: bool) -> qe.SearchParams:
+    """A full scan when ``exact``; else the index at ``hnsw_ef``, int8 copies rescored."""
+    if exact:
+        return qe.SearchParams(exact=True)
+    rescore = (
+        qe.QuantizationSearchParams(rescore=True, oversampling=INT8_OVERSAMPLING)
+        if s.quantization == "int8"
+        else None
+    )
+    return qe.SearchParams(hnsw_ef=s.hnsw_ef, quantization=rescore)
