@@ -32,23 +32,11 @@ from service.store.records import (
     vectors_as_lists,
 )
 
-__all__ = [
-    "INT8_OVERSAMPLING",
-    "Condition",
-    "Hit",
-    "PointFilter",
-    "PointRecord",
-    "StoreBase",
-    "VectorStore",
-    "conditions_of",
-    "record_from",
-    "vector_selector",
-    "vectors_as_lists",
-]
+__all__ = ["Condition", "Hit", "PointFilter", "PointRecord", "StoreBase",
+           "VectorStore", "conditions_of", "record_from", "vector_selector", "vectors_as_lists"]
 
 _ID_CHUNK = 1024
 _WRITE_CHUNK = 256
-INT8_OVERSAMPLING = 2.0  # int8 searches rescore this many times k candidates
 
 
 class VectorStore(Recommends, Protocol):
@@ -195,9 +183,6 @@ class StoreBase(RecommendQueries, ABC):
     def _query(
         self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
     ) -> list[Hit]: ...
-
-    @abstractmethod
-    def indexed_vectors(self) -> int: ...
 
     @abstractmethod
     def _query_batch(

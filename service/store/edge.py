@@ -13,7 +13,6 @@ Quirks of qdrant-edge 0.9.0 that this module works around:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
 import threading
@@ -37,17 +36,17 @@ from service.store.base import (
     record_from,
     vectors_as_lists,
 )
-from service.store.edge_config import collection_config, search_params
+from service.store.edge_config import (
+    SCHEMA_TYPES,
+    collection_config,
+    native_condition,
+    search_params,
+)
 from service.store.edge_index import recover
+from service.store.edge_lock import acquire_dir_lock
 
 T = TypeVar("T")
 
-_SCHEMA_TYPES = {
-    "integer": qe.PayloadSchemaType.Integer,
-    "keyword": qe.PayloadSchemaType.Keyword,
-    "datetime": qe.PayloadSchemaType.Datetime,
-    "geo": qe.PayloadSchemaType.Geo,
-}
 _CONFIG_FILE = "edge_config.json"  # written by qdrant-edge next to wal/ and segments/
 _META_FILE = "simimg.json"  # simimg's own record in the shard directory (schema version)
 
@@ -83,7 +82,7 @@ class EdgeStore(StoreBase):
         # Our own lock first: qdrant-edge's load() rewrites the shard's config (and may touch
         # more) before it discovers that another process holds the WAL, so a second process
         # must never get that far.
-        self._dir_lock = _acquire_dir_lock(self.path, self._in_use_error)
+        self._dir_lock = acquire_dir_lock(self.path, self._in_use_error)
         try:
             recover(self.path)  # an index build interrupted by a crash
             if _shard_exists(self.path):
@@ -221,7 +220,7 @@ class EdgeStore(StoreBase):
         return set(self._run(lambda shard: shard.info().payload_schema))
 
     def _create_index(self, key: str, kind: str) -> None:
-        self._update(qe.UpdateOperation.create_field_index(key, _SCHEMA_TYPES[kind]))
+        self._update(qe.UpdateOperation.create_field_index(key, SCHEMA_TYPES[kind]))
 
     def _read_meta(self) -> dict[str, Any] | None:
         return read_json(self.path / _META_FILE)
@@ -327,20 +326,7 @@ class EdgeStore(StoreBase):
         return [(hit.value, int(hit.count)) for hit in response.hits]
 
     def _condition(self, condition: Condition) -> Any:
-        if condition.kind == "match":
-            return qe.FieldCondition(condition.key, match=qe.MatchValue(condition.value))
-        if condition.kind == "empty":
-            return qe.IsEmptyCondition(condition.key)
-        if condition.kind == "has_vector":
-            return qe.HasVectorCondition(condition.key)
-        if condition.kind == "text":
-            return qe.FieldCondition(condition.key, match=qe.MatchText(condition.value))
-        if condition.kind == "datetime_range":
-            gte, lt = condition.value
-            return qe.FieldCondition(condition.key, range=qe.RangeDateTime(gte=gte, lt=lt))
-        if condition.kind == "has_id":
-            return qe.HasIdCondition(set(condition.value))
-        raise ValueError(f"unknown condition kind {condition.kind!r}")
+        return native_condition(condition)
 
     def _combine(self, must: list[Any], must_not: list[Any]) -> Any:
         return qe.Filter(must=must or None, must_not=must_not or None)
@@ -349,18 +335,3 @@ class EdgeStore(StoreBase):
 def _shard_exists(path: Path) -> bool:
     return (path / _CONFIG_FILE).exists() or (path / "segments").exists()
 
-
-def _acquire_dir_lock(path: Path, in_use: Callable[[], StoreInUseError]) -> IO[bytes]:
-    """An exclusive, non-blocking flock on ``<shard dir>.lock``, held until closed.
-
-    flock locks belong to the open file description, so a second EdgeStore on the same
-    directory is refused in the same process as well as in another one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path.with_name(path.name + ".lock"), "ab")  # noqa: SIM115 - held open
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise in_use() from None
-    return handle

@@ -1,14 +1,22 @@
-"""qdrant-edge's collection and search parameters from simimg's settings."""
+"""qdrant-edge's collection and search parameters from simimg's settings, and its filter
+conditions."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import qdrant_edge as qe
 
 from service.config import Settings
-from service.store.base import INT8_OVERSAMPLING
+from service.store.records import INT8_OVERSAMPLING, Condition
 
+SCHEMA_TYPES = {
+    "integer": qe.PayloadSchemaType.Integer,
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "datetime": qe.PayloadSchemaType.Datetime,
+    "geo": qe.PayloadSchemaType.Geo,
+}
 _DATATYPES = {
     "float16": qe.VectorStorageDatatype.Float16,
     "float32": qe.VectorStorageDatatype.Float32,
@@ -49,3 +57,21 @@ def search_params(s: Settings, exact: bool) -> qe.SearchParams:
         else None
     )
     return qe.SearchParams(hnsw_ef=s.hnsw_ef, quantization=rescore)
+
+
+def native_condition(condition: Condition) -> Any:
+    """One backend-neutral :class:`Condition` as a qdrant-edge condition."""
+    if condition.kind == "match":
+        return qe.FieldCondition(condition.key, match=qe.MatchValue(condition.value))
+    if condition.kind == "empty":
+        return qe.IsEmptyCondition(condition.key)
+    if condition.kind == "has_vector":
+        return qe.HasVectorCondition(condition.key)
+    if condition.kind == "text":
+        return qe.FieldCondition(condition.key, match=qe.MatchText(condition.value))
+    if condition.kind == "datetime_range":
+        gte, lt = condition.value
+        return qe.FieldCondition(condition.key, range=qe.RangeDateTime(gte=gte, lt=lt))
+    if condition.kind == "has_id":
+        return qe.HasIdCondition(set(condition.value))
+    raise ValueError(f"unknown condition kind {condition.kind!r}")

@@ -10,6 +10,8 @@ import numpy as np
 
 from service.store import schema
 
+INT8_OVERSAMPLING = 2.0  # int8 searches rescore this many times k candidates
+
 
 @dataclass
 class PointRecord:

@@ -22,13 +22,18 @@ from service.config import Settings
 from service.errors import StoreError, StoreInUseError
 from service.store import schema
 from service.store.base import (
-    INT8_OVERSAMPLING,
     Condition,
     Hit,
     PointRecord,
     StoreBase,
     record_from,
     vectors_as_lists,
+)
+from service.store.server_config import (
+    collection_params,
+    native_condition,
+    plain,
+    search_params,
 )
 
 T = TypeVar("T")
@@ -123,35 +128,11 @@ class ServerStore(StoreBase):
         name, s = self.collection, self.settings
         if self._call(lambda: self._client.collection_exists(name)):
             return False
-        quantization = (
-            qm.ScalarQuantization(
-                scalar=qm.ScalarQuantizationConfig(
-                    type=qm.ScalarType.INT8, quantile=0.99, always_ram=True
-                )
-            )
-            if s.quantization == "int8"
-            else None
-        )
-        datatype = qm.Datatype(s.vector_datatype)
-        vectors = {
-            space: qm.VectorParams(
-                size=dim, distance=qm.Distance.COSINE, datatype=datatype,
-                on_disk=s.vectors_on_disk or None,
-            )
-            for space, dim in self.expected_dims.items()
-        }
         try:
             self._call(
                 lambda: self._client.create_collection(
                     name,
-                    vectors_config=vectors,
-                    hnsw_config=qm.HnswConfigDiff(
-                        m=s.hnsw_m, ef_construct=s.hnsw_ef_construct,
-                        full_scan_threshold=s.hnsw_full_scan_kb,
-                    ),
-                    quantization_config=quantization,
-                    shard_number=s.shard_number,
-                    replication_factor=s.replication_factor,
+                    **collection_params(s, self.expected_dims),
                 )
             )
         except StoreError:
@@ -191,7 +172,7 @@ class ServerStore(StoreBase):
         # Qdrant merges collection metadata key by key; simimg keeps its record in one key.
         self._call(
             lambda: self._client.update_collection(
-                self.collection, metadata={_META_KEY: _plain(dict(meta))}
+                self.collection, metadata={_META_KEY: plain(dict(meta))}
             )
         )
 
@@ -215,7 +196,7 @@ class ServerStore(StoreBase):
 
     def _upsert_batch(self, points: Sequence[PointRecord]) -> None:
         batch = [
-            qm.PointStruct(id=p.id, vector=vectors_as_lists(p.vectors), payload=_plain(p.payload))
+            qm.PointStruct(id=p.id, vector=vectors_as_lists(p.vectors), payload=plain(p.payload))
             for p in points
         ]
         self._call(lambda: self._client.upsert(self.collection, batch, wait=True))
@@ -227,7 +208,7 @@ class ServerStore(StoreBase):
     def _set_payload(self, payload: Mapping[str, Any], ids: list[str]) -> None:
         self._call(
             lambda: self._client.set_payload(
-                self.collection, _plain(payload), points=ids, wait=True
+                self.collection, plain(payload), points=ids, wait=True
             )
         )
 
@@ -252,13 +233,6 @@ class ServerStore(StoreBase):
             )
         )
         return [record_from(r.id, r.vector, r.payload) for r in records]
-
-    def _search_params(self, exact: bool) -> qm.SearchParams:
-        if exact:
-            return qm.SearchParams(exact=True)
-        rescore = qm.QuantizationSearchParams(rescore=True, oversampling=INT8_OVERSAMPLING)
-        int8 = rescore if self.settings.quantization == "int8" else None
-        return qm.SearchParams(hnsw_ef=self.settings.hnsw_ef, quantization=int8)
 
     def _query(
         self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
@@ -288,7 +262,7 @@ class ServerStore(StoreBase):
                 using=space,
                 limit=k,
                 query_filter=native_filter,
-                search_params=self._search_params(exact),
+                search_params=search_params(self.settings, exact),
                 with_payload=True,
                 with_vectors=False,
             )
@@ -307,7 +281,7 @@ class ServerStore(StoreBase):
             qm.QueryRequest(
                 query=vector, using=space, limit=k, filter=native_filter,
                 score_threshold=min_score, with_payload=False, with_vector=False,
-                params=self._search_params(exact=False),
+                params=search_params(self.settings, exact=False),
             )
             for vector in vectors
         ]
@@ -352,32 +326,8 @@ class ServerStore(StoreBase):
         return [(hit.value, int(hit.count)) for hit in response.hits]
 
     def _condition(self, condition: Condition) -> Any:
-        if condition.kind == "match":
-            return qm.FieldCondition(key=condition.key, match=qm.MatchValue(value=condition.value))
-        if condition.kind == "empty":
-            return qm.IsEmptyCondition(is_empty=qm.PayloadField(key=condition.key))
-        if condition.kind == "has_vector":
-            return qm.HasVectorCondition(has_vector=condition.key)
-        if condition.kind == "text":
-            return qm.FieldCondition(key=condition.key, match=qm.MatchText(text=condition.value))
-        if condition.kind == "datetime_range":
-            gte, lt = condition.value
-            return qm.FieldCondition(key=condition.key, range=qm.DatetimeRange(gte=gte, lt=lt))
-        if condition.kind == "has_id":
-            return qm.HasIdCondition(has_id=list(condition.value))
-        raise ValueError(f"unknown condition kind {condition.kind!r}")
+        return native_condition(condition)
 
     def _combine(self, must: list[Any], must_not: list[Any]) -> Any:
         return qm.Filter(must=must or None, must_not=must_not or None)
-
-
-def _plain(value: Any) -> Any:
-    """Payload with numpy scalars/arrays turned into JSON types (the HTTP client needs that)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray | np.generic):
-        return value.tolist()
-    return value
 
