@@ -56,6 +56,10 @@ class Settings:
     # `serve`: folders (separated by os.pathsep) that ingest jobs may read; empty = the
     # roots given to `serve --watch` plus those already in the collection.
     allowed_roots: str = ""
+    # `search` in the mobilenet space (and fused): shrinkage of the PCA whitening learned on
+    # the collection (service/query_whitening.py, chosen by benchmarks/retrieval_eval.py);
+    # 0 turns whitening off (plain cosine).
+    whiten_shrinkage: float = 0.5
 
     def __post_init__(self) -> None:
         # Accept plain strings for paths (tests and callers often pass them).
@@ -103,6 +107,8 @@ class Settings:
             )
         if self.quantization not in ("none", "int8"):
             raise ConfigError(f"quantization must be 'none' or 'int8', got {self.quantization!r}")
+        if self.whiten_shrinkage < 0:
+            raise ConfigError(f"whiten_shrinkage must be >= 0, got {self.whiten_shrinkage}")
         if self.decode_workers < 1:
             raise ConfigError(f"decode_workers must be at least 1, got {self.decode_workers}")
 

@@ -11,6 +11,7 @@ import numpy as np
 from service.errors import ConfigError, EmptyCollectionError, PointNotFoundError
 from service.locations import locations_of, stored_file
 from service.pipeline import EmbeddingPipeline, PreparedImage
+from service.query_whitening import QueryWhitening, whitened_search
 from service.store.base import Hit, PointFilter, VectorStore
 from service.store.schema import (
     PAYLOAD_CLUSTER,
@@ -18,6 +19,7 @@ from service.store.schema import (
     PAYLOAD_ROOT,
     SPACES,
     VECTOR_AUTOENCODER,
+    VECTOR_MOBILENET,
 )
 
 FUSED = "fused"
@@ -29,7 +31,8 @@ MAX_K = 1000
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One similar image. ``score`` is cosine similarity, or the RRF score in fused mode.
+    """One similar image. ``score`` is cosine similarity (in the mobilenet space: of the
+    whitened vectors, see service/query_whitening.py), or the RRF score in fused mode.
 
     ``root`` / ``path`` are the first location; ``locations`` lists every place the same
     content lives (``{"root", "path"}`` each).
@@ -58,6 +61,8 @@ class Searcher:
     def __init__(self, store: VectorStore, pipeline: EmbeddingPipeline) -> None:
         self.store = store
         self.pipeline = pipeline
+        # The whitening file sits with the collection: the store's settings where it has them.
+        self.whitening = QueryWhitening(getattr(store, "settings", pipeline.settings), store)
 
     def prepare(self, query: bytes | Path, source: str | None = None) -> PreparedImage:
         """Decode a query given as a file path or as raw bytes (an upload)."""
@@ -106,7 +111,7 @@ class Searcher:
                 cluster=cluster, autoencoder_model=self._autoencoder_model(space)
             )
             depth = k if len(vectors) == 1 else min(MAX_K, max(4 * k, 50))
-            rankings.append(self.store.search(vector, space, depth, where))
+            rankings.append(self._search_space(vector, space, depth, where))
         hits = rankings[0] if len(rankings) == 1 else reciprocal_rank_fusion(rankings, k)
         # Counting on every query costs a scan; an empty result is the cheap signal.
         if not hits and self.store.count() == 0:
@@ -114,6 +119,17 @@ class Searcher:
                 "the collection is empty: run `simimg-admin ingest FOLDER` first"
             )
         return [_to_result(hit) for hit in hits[:k]]
+
+    def _search_space(
+        self, vector: np.ndarray, space: str, depth: int, where: PointFilter
+    ) -> list[Hit]:
+        whitening = (
+            self.whitening.current(self.pipeline.model_id(space) or "")
+            if space == VECTOR_MOBILENET else None
+        )
+        if whitening is None:
+            return self.store.search(vector, space, depth, where)
+        return whitened_search(self.store, whitening, vector, depth, where)
 
     def _spaces(self, space: str, k: int) -> list[str]:
         """Validate the arguments; the vector spaces ``space`` searches, each ready to use.
