@@ -451,7 +451,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-category", type=int, default=40, help="openclipart")
     parser.add_argument("--count", type=int, default=2000, help="fashion-mnist")
     parser.add_argument("--ae-epochs", type=int, default=10, help="0: no autoencoder rows")
-    parser.add_argument("--shrinkage", type=float, nargs="+", default=[0.1, 0.5, 2.0])
+    parser.add_argument("--shrinkage", type=float, nargs="+", default=[4.0, 0.5, 16.0],
+                        help="whitening shrinkages to try; the first is combined with the rest")
     parser.add_argument("--no-multi-scale", action="store_true",
                         help="224 px only (multi-scale costs 3.5x the model time)")
     args = parser.parse_args(argv)

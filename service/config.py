@@ -59,7 +59,7 @@ class Settings:
     # `search` in the mobilenet space (and fused): shrinkage of the PCA whitening learned on
     # the collection (service/query_whitening.py, chosen by benchmarks/retrieval_eval.py);
     # 0 turns whitening off (plain cosine).
-    whiten_shrinkage: float = 0.5
+    whiten_shrinkage: float = 4.0
 
     def __post_init__(self) -> None:
         # Accept plain strings for paths (tests and callers often pass them).

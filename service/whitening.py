@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_SHRINKAGE = 0.1
-
 
 @dataclass(frozen=True)
 class Whitening:
@@ -45,7 +43,7 @@ class Whitening:
         return (out / np.maximum(norms, 1e-12)).astype(np.float32)
 
 
-def fit_whitening(vectors: np.ndarray, shrinkage: float = DEFAULT_SHRINKAGE) -> Whitening:
+def fit_whitening(vectors: np.ndarray, shrinkage: float) -> Whitening:
     """Learn the centring and shrunk PCA whitening of ``vectors`` ((n, dim), n >= 2)."""
     data = np.asarray(vectors, np.float64)
     if data.ndim != 2 or len(data) < 2:
