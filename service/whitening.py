@@ -11,6 +11,7 @@ blown up.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -22,12 +23,17 @@ class Whitening:
     mean: np.ndarray
     matrix: np.ndarray
 
+    @cached_property
+    def _float32(self) -> tuple[np.ndarray, np.ndarray]:
+        # Applied per search to the re-ranked candidates: float32 takes half the time.
+        return self.mean.astype(np.float32), self.matrix.astype(np.float32)
+
     def apply(self, vectors: np.ndarray) -> np.ndarray:
         """(n, dim) -> whitened unit rows (float32)."""
-        vectors = np.asarray(vectors, np.float64)
-        out = (vectors - self.mean) @ self.matrix
+        mean, matrix = self._float32
+        out = (np.asarray(vectors, np.float32) - mean) @ matrix
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+        return out / np.maximum(norms, 1e-12)
 
     def query_side(self, queries: np.ndarray) -> np.ndarray:
         """(n, dim) -> unit rows of ``(q - mean) @ matrix @ matrix``.
