@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--latent-dim", type=int, default=256)
     parser.add_argument("--no-mobilenet", action="store_true", help="skip the mobilenet row")
+    parser.add_argument("--distill", type=float, default=TrainConfig.distill,
+                        help="weight of the teacher (stored mobilenet vector) term")
+    parser.add_argument("--patience", type=int, default=TrainConfig.patience)
     args = parser.parse_args(argv)
     console = Console(stderr=True)
 
@@ -110,9 +113,12 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(("mobilenet 224px", mobilenet, mobilenet_labels))
         model = AutoencoderConfig(image_size=args.image_size, latent_dim=args.latent_dim)
         ae, ae_labels, timings = autoencoder_vectors(
-            settings, model, TrainConfig(epochs=args.epochs), console
+            settings, model,
+            TrainConfig(epochs=args.epochs, distill=args.distill, patience=args.patience), console
         )
-        rows.append((f"autoencoder {args.image_size}px, {args.latent_dim}-d", ae, ae_labels))
+        teacher = f", teacher {args.distill:g}" if args.distill else ""
+        rows.append((f"autoencoder {args.image_size}px, {args.latent_dim}-d{teacher}",
+                     ae, ae_labels))
 
     n_classes = len(set(rows[0][2]))
     table = Table(

@@ -11,14 +11,17 @@ downloaded and nothing is synthetic:
   clip-art PNGs; the label is the top-level category folder.
 * Debian ``dataset-fashion-mnist``: ``/usr/share/datasets/fashion-mnist/*-ubyte.gz`` (IDX),
   60,000 train + 10,000 test 28x28 grey product images in 10 classes.
+* npm ``@tabler/icons`` (the one source fetched over the network, by ``npm pack``, once into
+  a cache dir): the same icons drawn outlined and filled, rendered to PNG with cairosvg
+  (``pip install cairosvg``; needs libcairo2). The cross-style retrieval set.
 
 Every writer is deterministic for a given seed and idempotent: it records what it wrote in
 ``dest/.simimg-dataset.json`` (written last) and returns that record when called again
 with the same parameters and every file still present. Called with different parameters,
 it first deletes the files its previous run listed (and only those).
 
-CLI: ``python -m benchmarks.datasets {foolbox,skimage,openclipart,fashion-mnist,camera-roll}
-DEST [--count N] [--per-category N] ...``
+CLI: ``python -m benchmarks.datasets {foolbox,skimage,openclipart,fashion-mnist,camera-roll,
+icon-styles} DEST [--count N] [--per-category N] ...``
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ import os
 import random
 import shutil
 import struct
+import subprocess
 import sys
+import tarfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -93,6 +98,7 @@ _FORMAT_VERSION = {
     "openclipart": 2,
     "fashion-mnist": 1,
     "camera-roll": 2,
+    "icon-styles": 1,
 }
 
 _BIG_JOB = 2000  # below this many files, work in-process rather than start a pool
@@ -635,6 +641,90 @@ def camera_roll_jpegs(
     return [dest / rel for rel in files]
 
 
+# --------------------------------------------------------------------------- icon styles
+
+#: npm package with the same icons in two styles (MIT licence), pinned for repeatable sets.
+TABLER_PACKAGE = "@tabler/icons@3.52.0"
+ICON_STYLES: tuple[str, str] = ("outline", "filled")
+ICON_CACHE = Path(os.environ.get("SIMIMG_ICON_CACHE", Path.home() / ".cache" / "simimg-icons"))
+
+
+def tabler_icons_dir(cache: Path = ICON_CACHE, package: str = TABLER_PACKAGE) -> Path:
+    """The unpacked npm package's ``icons/`` folder, fetched once with ``npm pack``.
+
+    Raises FileNotFoundError when npm is missing or the registry cannot be reached.
+    """
+    unpacked = cache / package.replace("/", "+")
+    icons = unpacked / "package" / "icons"
+    if (icons / ICON_STYLES[1]).is_dir():
+        return icons
+    unpacked.mkdir(parents=True, exist_ok=True)
+    try:
+        done = subprocess.run(
+            ["npm", "pack", package, "--silent", "--pack-destination", str(unpacked)],
+            capture_output=True, text=True, timeout=300, check=False,
+        )
+    except (FileNotFoundError, subprocess.TimeoutExpired) as exc:
+        raise FileNotFoundError(f"npm pack {package} failed: {exc}") from exc
+    tarballs = sorted(unpacked.glob("*.tgz"))
+    if done.returncode != 0 or not tarballs:
+        raise FileNotFoundError(f"npm pack {package} failed: {done.stderr.strip()[-300:]}")
+    with tarfile.open(tarballs[-1]) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith("package/icons/")]
+        tar.extractall(unpacked, members=members, filter="data")
+    return icons
+
+
+def _render_svg(svg: Path, side: int) -> Image.Image:
+    """Render one icon SVG black on white, ``side`` pixels square."""
+    import io
+
+    import cairosvg
+
+    png = cairosvg.svg2png(url=str(svg), output_width=side, output_height=side)
+    with Image.open(io.BytesIO(png)) as im:
+        im.load()
+        return _on_white(im)
+
+
+def icon_styles_labelled(
+    dest: Path,
+    count: int | None = None,
+    seed: int = 0,
+    side: int = 224,
+    *,
+    cache: Path = ICON_CACHE,
+    package: str = TABLER_PACKAGE,
+) -> dict[str, list[Path]]:
+    """Render icons that exist in both styles as ``dest/<style>/<icon name>.png``.
+
+    Label = file name: ``outline/alarm.png`` and ``filled/alarm.png`` are the same symbol.
+    ``count``: a seeded sample of that many names (None: every name in both styles).
+    """
+    dest = Path(dest)
+    params = {"count": count, "seed": seed, "side": side, "package": package}
+    if (record := _cached(dest, "icon-styles", params)) is not None:
+        return _grouped(dest, record["files"])
+    icons = tabler_icons_dir(cache, package)
+    names = sorted(
+        set.intersection(*({p.stem for p in (icons / s).glob("*.svg")} for s in ICON_STYLES))
+    )
+    if count is not None:
+        if not 0 < count <= len(names):
+            raise ValueError(f"count must be 1..{len(names)} (icons in both styles)")
+        names = sorted(random.Random(seed).sample(names, count))
+    files = []
+    for style in ICON_STYLES:
+        (dest / style).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            _render_svg(icons / style / f"{name}.svg", side).save(
+                dest / style / f"{name}.png", compress_level=1
+            )
+            files.append(f"{style}/{name}.png")
+    _finish(dest, "icon-styles", params, sorted(files))
+    return _grouped(dest, files)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -646,10 +736,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     ap.add_argument(
-        "kind", choices=["foolbox", "skimage", "openclipart", "fashion-mnist", "camera-roll"]
+        "kind",
+        choices=[
+            "foolbox", "skimage", "openclipart", "fashion-mnist", "camera-roll", "icon-styles"
+        ],
     )
     ap.add_argument("dest", type=Path)
-    ap.add_argument("--count", type=int, default=1000, help="fashion-mnist / camera-roll")
+    ap.add_argument(
+        "--count", type=int, default=1000, help="fashion-mnist / camera-roll / icon-styles"
+    )
     ap.add_argument("--per-category", type=int, default=50, help="openclipart")
     ap.add_argument("--categories", type=int, default=None, help="openclipart: N largest")
     ap.add_argument("--seed", type=int, default=0)
@@ -700,6 +795,8 @@ def _export(args: argparse.Namespace) -> int:
         labelled = fashion_mnist_labelled(
             args.dest, args.count, seed=args.seed, split=args.split, upscale=args.upscale
         )
+    elif args.kind == "icon-styles":
+        labelled = icon_styles_labelled(args.dest, args.count, seed=args.seed)
     else:
         flat = camera_roll_jpegs(args.dest, args.count, side=args.side, seed=args.seed)
     took = time.perf_counter() - t0

@@ -69,6 +69,10 @@ class Settings:
     # `serve`: folders (separated by os.pathsep) that ingest jobs may read; empty = the
     # roots given to `serve --watch` plus those already in the collection.
     allowed_roots: str = ""
+    # `search` in the mobilenet space (and fused): shrinkage of the PCA whitening learned on
+    # the collection (service/query_whitening.py, chosen by benchmarks/retrieval_eval.py);
+    # 0 turns whitening off (plain cosine).
+    whiten_shrinkage: float = 4.0
 
     def __post_init__(self) -> None:
         # Accept plain strings for paths (tests and callers often pass them).
@@ -121,6 +125,8 @@ class Settings:
                 raise ConfigError(f"{name} must be at least 4, got {getattr(self, name)}")
         if self.index_after < 0:
             raise ConfigError(f"index_after must be 0 or more, got {self.index_after}")
+        if self.whiten_shrinkage < 0:
+            raise ConfigError(f"whiten_shrinkage must be >= 0, got {self.whiten_shrinkage}")
         if self.decode_workers < 1:
             raise ConfigError(f"decode_workers must be at least 1, got {self.decode_workers}")
 

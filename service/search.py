@@ -13,6 +13,7 @@ from service.errors import ConfigError, EmptyCollectionError
 from service.filters import NO_FILTERS, SearchFilters
 from service.locations import locations_of, stored_file
 from service.pipeline import EmbeddingPipeline, PreparedImage
+from service.query_whitening import QueryWhitening, whitened_search
 from service.steering import (
     NO_EXAMPLES,
     Examples,
@@ -21,7 +22,7 @@ from service.steering import (
     load_examples,
     stored_vectors,
 )
-from service.store.base import Hit, VectorStore
+from service.store.base import Hit, PointFilter, VectorStore
 from service.store.schema import (
     PAYLOAD_CLUSTER,
     PAYLOAD_CLUSTER_NAME,
@@ -29,6 +30,7 @@ from service.store.schema import (
     PAYLOAD_ROOT,
     SPACES,
     VECTOR_AUTOENCODER,
+    VECTOR_MOBILENET,
 )
 
 FUSED = "fused"
@@ -40,8 +42,9 @@ MAX_K = 1000
 
 @dataclass(frozen=True)
 class SearchResult:
-    """One similar image. ``score`` is cosine similarity (to the closest positive example in
-    a steered search, see :mod:`service.store.recommend`), or the RRF score in fused mode.
+    """One similar image. ``score`` is cosine similarity (in the mobilenet space: of the
+    whitened vectors, see service/query_whitening.py; to the closest positive example in a
+    steered search, see :mod:`service.store.recommend`), or the RRF score in fused mode.
 
     ``root`` / ``path`` are the first location; ``locations`` lists every place the same
     content lives (``{"root", "path"}`` each).
@@ -71,6 +74,8 @@ class Searcher:
     def __init__(self, store: VectorStore, pipeline: EmbeddingPipeline) -> None:
         self.store = store
         self.pipeline = pipeline
+        # The whitening file sits with the collection: the store's settings where it has them.
+        self.whitening = QueryWhitening(getattr(store, "settings", pipeline.settings), store)
 
     def prepare(self, query: bytes | Path, source: str | None = None) -> PreparedImage:
         """Decode a query given as a file path or as raw bytes (an upload)."""
@@ -159,7 +164,7 @@ class Searcher:
             positives += examples.positives.get(space, [])
             negatives = examples.negatives.get(space, [])
             if len(positives) == 1 and not negatives:
-                hits = self.store.search(positives[0], space, depth, where, exact)
+                hits = self._search_space(positives[0], space, depth, where, exact)
             else:
                 hits = self.store.recommend(positives, negatives, space, depth, where)
             rankings.append(at_least(hits, min_score))
@@ -173,6 +178,19 @@ class Searcher:
 
     def _examples(self, like: Sequence[str], unlike: Sequence[str], spaces: list[str]) -> Examples:
         return load_examples(self.store, like, unlike, spaces, self._autoencoder_model())
+
+    def _search_space(
+        self, vector: np.ndarray, space: str, depth: int, where: PointFilter, exact: bool
+    ) -> list[Hit]:
+        """Nearest to ``vector``; in the mobilenet space by the collection's whitened cosine
+        (:mod:`service.query_whitening`) once one is learned."""
+        whitening = (
+            self.whitening.current(self.pipeline.model_id(space) or "")
+            if space == VECTOR_MOBILENET else None
+        )
+        if whitening is None:
+            return self.store.search(vector, space, depth, where, exact)
+        return whitened_search(self.store, whitening, vector, depth, where, exact)
 
     def _spaces(self, space: str, k: int, min_score: float | None = None) -> list[str]:
         """Validate the arguments; the vector spaces ``space`` searches, each ready to use.

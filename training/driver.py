@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from service.autoencoder.config import AutoencoderConfig
@@ -28,6 +29,7 @@ from service.config import Settings
 from service.errors import ConfigError
 from service.reembed import ReembedReport, activate_model, pending_count
 from service.store.base import VectorStore
+from service.store.schema import VECTOR_MOBILENET, point_id_for
 from training.checkpoint import prune_checkpoints, resumable_version, write_checkpoint
 from training.data import TrainingSet, files_in_collection, files_in_folder, load_training_set
 from training.loop import TrainConfig, train_autoencoder
@@ -86,6 +88,20 @@ def collect_training_set(
     return load_training_set(files, image_size, settings, observer.advance)
 
 
+def teacher_vectors(store: VectorStore, digests: list[str]) -> np.ndarray | None:
+    """Each training image's stored ``mobilenet`` vector, or None if any image has none
+    (for example training on a folder that was never ingested)."""
+    ids = [point_id_for(digest) for digest in digests]
+    found: dict[str, np.ndarray] = {}
+    for start in range(0, len(ids), 512):
+        for record in store.retrieve(ids[start : start + 512], with_vectors=[VECTOR_MOBILENET]):
+            if VECTOR_MOBILENET in record.vectors:
+                found[record.id] = record.vectors[VECTOR_MOBILENET]
+    if len(found) < len(ids):
+        return None
+    return np.stack([found[point_id] for point_id in ids])
+
+
 def train_and_activate(
     settings: Settings,
     store: VectorStore,
@@ -108,7 +124,10 @@ def train_and_activate(
     version = resumable_version(settings, data.fingerprint, request)
     resumed = version is not None
     if version is None:
-        result = train_autoencoder(data.pixels, model_config, train_config, observer)
+        targets = teacher_vectors(store, data.digests) if train_config.distill > 0 else None
+        if train_config.distill > 0 and targets is None:
+            observer.message("some images are not in the collection: training without teacher")
+        result = train_autoencoder(data.pixels, model_config, train_config, observer, targets)
         meta = {
             "config": model_config.to_dict(),
             "request": request,

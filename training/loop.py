@@ -17,7 +17,7 @@ from service.autoencoder.config import AutoencoderConfig
 from service.autoencoder.model import ConvAutoencoder
 from service.autoencoder.preprocess import to_model_input
 from service.errors import ConfigError
-from training.augment import augment_batch
+from training.augment import augment_batch, random_view
 from training.progress import EpochStats, TrainingObserver
 
 MIN_IMAGES = 8
@@ -40,8 +40,22 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     augment: bool = True
+    # Weight of the invariance term: two random views of each image (training.augment.
+    # random_view) must map to matching latents (InfoNCE over the batch), so the latent
+    # keeps what survives a crop or a colour change rather than exact pixel positions.
+    # 0 trains a plain reconstruction autoencoder.
+    invariance: float = 0.0
+    temperature: float = 0.2
+    # Weight of the teacher term: a training-only linear head on the latent must predict each
+    # image's stored ``mobilenet`` vector (cosine loss), so the latent keeps what the
+    # pretrained network sees in the user's images. 0, or no targets given: pixels only.
+    # Default 10: measured (benchmarks/autoencoder_quality.py) +0.02 P@6 on openclipart and
+    # +0.047 on Fashion-MNIST over the same training without it.
+    distill: float = 10.0
 
     def __post_init__(self) -> None:
+        if self.invariance < 0:
+            raise ConfigError(f"invariance weight must be >= 0, got {self.invariance}")
         if self.epochs < 1:
             raise ConfigError(f"epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -153,8 +167,11 @@ def train_autoencoder(
     config: AutoencoderConfig,
     train: TrainConfig,
     observer: TrainingObserver | None = None,
+    targets: np.ndarray | None = None,
 ) -> TrainResult:
     """Train on ``pixels`` ((n, S, S, 3) uint8) and return the best model by validation loss.
+
+    ``targets``: (n, d) teacher vectors, one per image (used when ``train.distill`` > 0).
 
     Afterwards the embedding's centring and whitening are fitted on all images, un-augmented.
     """
@@ -170,7 +187,13 @@ def train_autoencoder(
         train_idx, val_idx = split_indices(n, train.val_fraction, gen)
         train_images, val_images = images[train_idx], images[val_idx]
         model = ConvAutoencoder(config)
-        optimiser = torch.optim.Adam(model.parameters(), lr=train.learning_rate)
+        teacher = None
+        parameters = list(model.parameters())
+        if train.distill > 0 and targets is not None:
+            teacher = torch.from_numpy(np.asarray(targets, np.float32))
+            head = torch.nn.Linear(config.latent_dim, teacher.shape[1])
+            parameters += list(head.parameters())
+        optimiser = torch.optim.Adam(parameters, lr=train.learning_rate)
         batches = max(-(-len(train_images) // train.batch_size), MIN_STEPS_PER_EPOCH)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimiser, T_max=train.epochs * batches, eta_min=train.learning_rate * 0.05
@@ -190,6 +213,15 @@ def train_autoencoder(
                 if train.augment:
                     batch = augment_batch(batch, gen, max_shift)
                 loss = F.mse_loss(model(batch), batch)
+                if teacher is not None:
+                    predicted = head(model.encode(batch))
+                    loss = loss + train.distill * (1 - F.cosine_similarity(
+                        predicted, teacher[train_idx[indices]], dim=1
+                    ).mean())
+                if train.invariance > 0:
+                    loss = loss + train.invariance * _invariance_loss(
+                        model, train_images[indices], gen, train.temperature
+                    )
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
@@ -222,6 +254,18 @@ def train_autoencoder(
         n_train=len(train_images),
         n_val=len(val_images),
     )
+
+
+def _invariance_loss(
+    model: ConvAutoencoder, images: torch.Tensor, generator: torch.Generator,
+    temperature: float,
+) -> torch.Tensor:
+    """InfoNCE: each image's two random views must be each other's nearest latent."""
+    first = F.normalize(model.encode(random_view(images, generator)), dim=1)
+    second = F.normalize(model.encode(random_view(images, generator)), dim=1)
+    logits = first @ second.T / temperature
+    target = torch.arange(len(images))
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
 def _epoch_batches(

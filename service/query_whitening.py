@@ -1,0 +1,177 @@
+"""Whitened ``mobilenet`` search without changing a stored vector.
+
+The whitening (:mod:`service.whitening`) is learned from the collection's own stored
+``mobilenet`` vectors and kept in ``DATA_DIR/state/whitening-mobilenet.npz`` with a version.
+A search then runs in two steps (measured in benchmarks/retrieval_eval.py):
+
+1. the query is whitened twice over (``Whitening.query_side``): its cosine with a plain
+   stored vector ranks the collection by the whitened inner product, so Qdrant's ordinary
+   nearest-neighbour search over the plain vectors finds the candidates;
+2. the top candidates' stored vectors are whitened too and re-scored by the full whitened
+   cosine, which is the score shown (an identical image scores 1.0).
+
+It belongs to one collection (the file name carries the collection's name and the file
+records where the collection lives). It is re-learned when the number of points has moved
+by :data:`REFIT_CHANGE` since the fit (checked at most every :data:`CHECK_SECONDS`), and is
+not used below :data:`MIN_POINTS`.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from service.atomic import write_bytes_atomic
+from service.config import Settings
+from service.store.base import Hit, PointFilter, VectorStore
+from service.store.schema import VECTOR_MOBILENET
+from service.whitening import Whitening, fit_whitening
+
+FORMAT = 1
+RERANK_DEPTH = 50  # candidates re-scored by the full whitened cosine (at least k)
+MIN_POINTS = 50  # fewer stored images than this: plain cosine search
+REFIT_CHANGE = 0.25  # re-learn when the point count moved by this fraction since the fit
+MAX_FIT_POINTS = 20_000  # learn from at most this many points (ids are content hashes,
+#                          so the first ones in id order are an unbiased sample)
+CHECK_SECONDS = 30.0  # how often a long-running searcher compares the point count
+
+
+@dataclass(frozen=True)
+class StoredWhitening:
+    """A learned whitening and what it was learned from."""
+
+    whitening: Whitening
+    version: str  # changes with every fit
+    model_id: str  # the mobilenet model whose vectors it was learned on
+    points: int  # collection size at the fit
+    shrinkage: float
+    location: str  # the collection it was learned on (the store's location)
+
+
+def whitening_path(settings: Settings) -> Path:
+    return settings.state_dir / f"whitening-{settings.collection}-mobilenet.npz"
+
+
+def learn_whitening(store: VectorStore, model_id: str, shrinkage: float) -> StoredWhitening:
+    """Fit on up to :data:`MAX_FIT_POINTS` stored ``mobilenet`` vectors."""
+    rows: list[np.ndarray] = []
+    for page in store.scroll(batch_size=512, with_vectors=[VECTOR_MOBILENET], with_payload=False):
+        rows += [r.vectors[VECTOR_MOBILENET] for r in page if VECTOR_MOBILENET in r.vectors]
+        if len(rows) >= MAX_FIT_POINTS:
+            break
+    points = store.count()
+    whitening = fit_whitening(np.stack(rows[:MAX_FIT_POINTS]), shrinkage=shrinkage)
+    version = f"w{FORMAT}-{points}-{time.time_ns()}"
+    location = str(getattr(store, "location", ""))
+    return StoredWhitening(whitening, version, model_id, points, shrinkage, location)
+
+
+def save_whitening(path: Path, stored: StoredWhitening) -> None:
+    buffer = io.BytesIO()
+    np.savez(
+        buffer, format=FORMAT, mean=stored.whitening.mean, matrix=stored.whitening.matrix,
+        version=stored.version, model_id=stored.model_id, points=stored.points,
+        shrinkage=stored.shrinkage, location=stored.location,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def load_whitening(path: Path) -> StoredWhitening | None:
+    """The saved whitening, or None if there is none (or it is unreadable or of a newer format)."""
+    try:
+        with np.load(path) as data:
+            if int(data["format"]) != FORMAT:
+                return None
+            return StoredWhitening(
+                Whitening(mean=data["mean"], matrix=data["matrix"]),
+                version=str(data["version"]),
+                model_id=str(data["model_id"]),
+                points=int(data["points"]),
+                shrinkage=float(data["shrinkage"]),
+                location=str(data["location"]),
+            )
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+class QueryWhitening:
+    """The current whitening for one store: loaded from disk, learned or re-learned on demand."""
+
+    def __init__(self, settings: Settings, store: VectorStore) -> None:
+        """``settings``: the store's own (its data dir and collection name)."""
+        self.settings = settings
+        self.store = store
+        self.path = whitening_path(settings)
+        self._lock = threading.Lock()
+        self._cached: StoredWhitening | None = None
+        self._mtime: int | None = None
+        self._checked_at = float("-inf")
+
+    def current(self, model_id: str) -> StoredWhitening | None:
+        """The whitening to search ``model_id``'s vectors with; None below MIN_POINTS."""
+        if self.settings.whiten_shrinkage <= 0:
+            return None
+        with self._lock:
+            self._reload_if_changed()
+            now = time.monotonic()
+            stale = (
+                self._cached is None
+                or self._cached.model_id != model_id
+                or self._cached.shrinkage != self.settings.whiten_shrinkage
+                or self._cached.location != str(getattr(self.store, "location", ""))
+            )
+            if stale or now - self._checked_at >= CHECK_SECONDS:
+                self._checked_at = now
+                points = self.store.count()
+                if points < MIN_POINTS:
+                    return None
+                if stale or _moved(self._cached, points):
+                    self._cached = learn_whitening(
+                        self.store, model_id, self.settings.whiten_shrinkage
+                    )
+                    save_whitening(self.path, self._cached)
+                    self._mtime = self.path.stat().st_mtime_ns
+            return self._cached
+
+    def _reload_if_changed(self) -> None:
+        """Pick up a whitening saved by another process (a CLI search beside `serve`)."""
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return
+        if mtime != self._mtime:
+            self._cached, self._mtime = load_whitening(self.path), mtime
+
+
+def _moved(stored: StoredWhitening | None, points: int) -> bool:
+    if stored is None:
+        return True
+    return abs(points - stored.points) > REFIT_CHANGE * max(stored.points, 1)
+
+
+def whitened_search(
+    store: VectorStore, stored: StoredWhitening, vector: np.ndarray, k: int,
+    where: PointFilter | None = None, exact: bool = False,
+) -> list[Hit]:
+    """Top ``k`` by whitened cosine: query-side search (a full scan if ``exact``), then an
+    exact re-score of the top."""
+    whitening = stored.whitening
+    query = whitening.query_side(vector[None, :])[0]
+    candidates = store.search(query, VECTOR_MOBILENET, max(k, RERANK_DEPTH), where, exact)
+    if not candidates:
+        return []
+    records = store.retrieve([hit.id for hit in candidates], with_vectors=[VECTOR_MOBILENET])
+    stored_vectors = {r.id: r.vectors[VECTOR_MOBILENET] for r in records}
+    kept = [hit for hit in candidates if hit.id in stored_vectors]  # deleted meanwhile
+    if not kept:
+        return []
+    whitened = whitening.apply(np.stack([stored_vectors[hit.id] for hit in kept]))
+    scores = whitened @ whitening.apply(vector[None, :])[0]
+    order = sorted(range(len(kept)), key=lambda i: (-scores[i], kept[i].id))[:k]
+    return [Hit(id=kept[i].id, score=float(scores[i]), payload=kept[i].payload) for i in order]
