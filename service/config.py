@@ -73,6 +73,9 @@ class Settings:
     # the collection (service/query_whitening.py, chosen by benchmarks/retrieval_eval.py);
     # 0 turns whitening off (plain cosine).
     whiten_shrinkage: float = 4.0
+    # ... used once the collection has this many images: learned from fewer, the whitening
+    # spreads everything apart (at 60 images, two sandals scored 0.17) and scores mean little.
+    whiten_min_points: int = 1000
 
     def __post_init__(self) -> None:
         # Accept plain strings for paths (tests and callers often pass them).
@@ -127,6 +130,8 @@ class Settings:
             raise ConfigError(f"index_after must be 0 or more, got {self.index_after}")
         if self.whiten_shrinkage < 0:
             raise ConfigError(f"whiten_shrinkage must be >= 0, got {self.whiten_shrinkage}")
+        if self.whiten_min_points < 2:
+            raise ConfigError(f"whiten_min_points must be at least 2, got {self.whiten_min_points}")
         if self.decode_workers < 1:
             raise ConfigError(f"decode_workers must be at least 1, got {self.decode_workers}")
 

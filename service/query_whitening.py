@@ -13,7 +13,7 @@ A search then runs in two steps (measured in benchmarks/retrieval_eval.py):
 It belongs to one collection (the file name carries the collection's name and the file
 records where the collection lives). It is re-learned when the number of points has moved
 by :data:`REFIT_CHANGE` since the fit (checked at most every :data:`CHECK_SECONDS`), and is
-not used below :data:`MIN_POINTS`.
+not used below ``SIMIMG_WHITEN_MIN_POINTS`` images (``Settings.whiten_min_points``).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from service.whitening import Whitening, fit_whitening
 
 FORMAT = 1
 RERANK_DEPTH = 50  # candidates re-scored by the full whitened cosine (at least k)
-MIN_POINTS = 50  # fewer stored images than this: plain cosine search
 REFIT_CHANGE = 0.25  # re-learn when the point count moved by this fraction since the fit
 MAX_FIT_POINTS = 20_000  # learn from at most this many points (ids are content hashes,
 #                          so the first ones in id order are an unbiased sample)
@@ -114,7 +113,7 @@ class QueryWhitening:
         self._checked_at = float("-inf")
 
     def current(self, model_id: str) -> StoredWhitening | None:
-        """The whitening to search ``model_id``'s vectors with; None below MIN_POINTS."""
+        """The whitening to search ``model_id``'s vectors with; None for a small collection."""
         if self.settings.whiten_shrinkage <= 0:
             return None
         with self._lock:
@@ -129,7 +128,7 @@ class QueryWhitening:
             if stale or now - self._checked_at >= CHECK_SECONDS:
                 self._checked_at = now
                 points = self.store.count()
-                if points < MIN_POINTS:
+                if points < self.settings.whiten_min_points:
                     return None
                 if stale or _moved(self._cached, points):
                     self._cached = learn_whitening(
@@ -161,9 +160,31 @@ def whitened_search(
 ) -> list[Hit]:
     """Top ``k`` by whitened cosine: query-side search (a full scan if ``exact``), then an
     exact re-score of the top."""
-    whitening = stored.whitening
-    query = whitening.query_side(vector[None, :])[0]
+    query = stored.whitening.query_side(vector[None, :])[0]
     candidates = store.search(query, VECTOR_MOBILENET, max(k, RERANK_DEPTH), where, exact)
+    return _rescored(store, stored, candidates, [vector], [], k)
+
+
+def whitened_recommend(
+    store: VectorStore, stored: StoredWhitening, positives: list[np.ndarray],
+    negatives: list[np.ndarray], k: int, where: PointFilter | None = None,
+) -> list[Hit]:
+    """Qdrant's recommend query (``best_score``) in the whitened space, scored as
+    :mod:`service.store.recommend` defines: candidates from the query-side examples, then
+    the exact whitened re-score, so a steered score means what a plain one means."""
+    side = stored.whitening.query_side
+    candidates = store.recommend(list(side(np.stack(positives))),
+                                 list(side(np.stack(negatives))) if negatives else [],
+                                 VECTOR_MOBILENET, max(k, RERANK_DEPTH), where)
+    return _rescored(store, stored, candidates, positives, negatives, k)
+
+
+def _rescored(
+    store: VectorStore, stored: StoredWhitening, candidates: list[Hit],
+    positives: list[np.ndarray], negatives: list[np.ndarray], k: int,
+) -> list[Hit]:
+    """``candidates`` re-scored by whitened cosine: the best over ``positives``, or, for one
+    closer to a negative example, ``-(2 + that similarity)`` (ranked last, as in Qdrant)."""
     if not candidates:
         return []
     records = store.retrieve([hit.id for hit in candidates], with_vectors=[VECTOR_MOBILENET])
@@ -171,7 +192,11 @@ def whitened_search(
     kept = [hit for hit in candidates if hit.id in stored_vectors]  # deleted meanwhile
     if not kept:
         return []
+    whitening = stored.whitening
     whitened = whitening.apply(np.stack([stored_vectors[hit.id] for hit in kept]))
-    scores = whitened @ whitening.apply(vector[None, :])[0]
-    order = sorted(range(len(kept)), key=lambda i: (-scores[i], kept[i].id))[:k]
-    return [Hit(id=kept[i].id, score=float(scores[i]), payload=kept[i].payload) for i in order]
+    best = (whitened @ whitening.apply(np.stack(positives)).T).max(axis=1)
+    if negatives:
+        worst = (whitened @ whitening.apply(np.stack(negatives)).T).max(axis=1)
+        best = np.where(best > worst, best, -(2.0 + worst))
+    order = sorted(range(len(kept)), key=lambda i: (-best[i], kept[i].id))[:k]
+    return [Hit(id=kept[i].id, score=float(best[i]), payload=kept[i].payload) for i in order]

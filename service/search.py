@@ -13,7 +13,7 @@ from service.errors import ConfigError, EmptyCollectionError
 from service.filters import NO_FILTERS, SearchFilters
 from service.locations import locations_of, stored_file
 from service.pipeline import EmbeddingPipeline, PreparedImage
-from service.query_whitening import QueryWhitening, whitened_search
+from service.query_whitening import QueryWhitening, whitened_recommend, whitened_search
 from service.steering import (
     NO_EXAMPLES,
     Examples,
@@ -163,10 +163,7 @@ class Searcher:
             positives = [queries[space]] if space in queries else []
             positives += examples.positives.get(space, [])
             negatives = examples.negatives.get(space, [])
-            if len(positives) == 1 and not negatives:
-                hits = self._search_space(positives[0], space, depth, where, exact)
-            else:
-                hits = self.store.recommend(positives, negatives, space, depth, where)
+            hits = self._search_space(positives, negatives, space, depth, where, exact)
             rankings.append(at_least(hits, min_score))
         hits = rankings[0] if len(rankings) == 1 else reciprocal_rank_fusion(rankings, k)
         # Counting on every query costs a scan; an empty result is the cheap signal.
@@ -180,17 +177,24 @@ class Searcher:
         return load_examples(self.store, like, unlike, spaces, self._autoencoder_model())
 
     def _search_space(
-        self, vector: np.ndarray, space: str, depth: int, where: PointFilter, exact: bool
+        self, positives: list[np.ndarray], negatives: list[np.ndarray], space: str,
+        depth: int, where: PointFilter, exact: bool,
     ) -> list[Hit]:
-        """Nearest to ``vector``; in the mobilenet space by the collection's whitened cosine
+        """Nearest to the one positive example, or Qdrant's recommend query for several or
+        with negatives; in the mobilenet space by the collection's whitened cosine
         (:mod:`service.query_whitening`) once one is learned."""
         whitening = (
             self.whitening.current(self.pipeline.model_id(space) or "")
             if space == VECTOR_MOBILENET else None
         )
+        plain = len(positives) == 1 and not negatives
+        if whitening is None and plain:
+            return self.store.search(positives[0], space, depth, where, exact)
         if whitening is None:
-            return self.store.search(vector, space, depth, where, exact)
-        return whitened_search(self.store, whitening, vector, depth, where, exact)
+            return self.store.recommend(positives, negatives, space, depth, where)
+        if plain:
+            return whitened_search(self.store, whitening, positives[0], depth, where, exact)
+        return whitened_recommend(self.store, whitening, positives, negatives, depth, where)
 
     def _spaces(self, space: str, k: int, min_score: float | None = None) -> list[str]:
         """Validate the arguments; the vector spaces ``space`` searches, each ready to use.

@@ -17,7 +17,7 @@ from benchmarks.duplicates import EDITS
 from ingest.runner import FolderIngester
 from service.embedders.base import l2_normalise
 from service.pipeline import EmbeddingPipeline
-from service.query_whitening import MIN_POINTS, load_whitening, whitening_path
+from service.query_whitening import load_whitening, whitening_path
 from service.search import Searcher
 from service.store import open_store
 from service.store.base import VectorStore
@@ -50,7 +50,7 @@ def test_whitening_is_learned_stored_reused_after_restart_and_relearned(
     tmp_path: Path, session_models_dir: Path, mobilenet_pipeline: EmbeddingPipeline,
     imagenet_dir: Path, products: Path, more_products: Path,
 ) -> None:
-    settings = make_settings(tmp_path / "data", session_models_dir)
+    settings = make_settings(tmp_path / "data", session_models_dir, whiten_min_points=50)
     query = sorted(imagenet_dir.glob("*.jpg"))[3]
     store = open_store(settings)
     try:
@@ -58,7 +58,7 @@ def test_whitening_is_learned_stored_reused_after_restart_and_relearned(
         Searcher(store, mobilenet_pipeline).search(query, k=3)
         assert not whitening_path(settings).exists()  # 20 images: too few to learn from
         ingest(store, mobilenet_pipeline, products)
-        assert store.count() == 60 >= MIN_POINTS
+        assert store.count() == 60 >= settings.whiten_min_points
         first = Searcher(store, mobilenet_pipeline).search(query, k=5)
         learned = load_whitening(whitening_path(settings))
         assert learned is not None and learned.points == 60
@@ -89,9 +89,11 @@ def test_whitening_is_learned_stored_reused_after_restart_and_relearned(
 
 
 def test_edited_copies_from_outside_find_their_original_first(
-    store: VectorStore, mobilenet_pipeline: EmbeddingPipeline, imagenet_dir: Path,
+    session_models_dir: Path, mobilenet_pipeline: EmbeddingPipeline, imagenet_dir: Path,
     products: Path, tmp_path: Path,
 ) -> None:
+    store = open_store(make_settings(tmp_path / "data", session_models_dir,
+                                     whiten_min_points=50))
     ingest(store, mobilenet_pipeline, imagenet_dir)
     ingest(store, mobilenet_pipeline, products)
     searcher = Searcher(store, mobilenet_pipeline)
@@ -107,6 +109,7 @@ def test_edited_copies_from_outside_find_their_original_first(
             results = searcher.search(copy, k=3)
             if results[0].path != original.name:
                 misses.append((copy.name, [r.path for r in results]))
+    store.close()
     assert load_whitening(whitening_path(searcher.whitening.settings)) is not None
     assert not misses, misses
 
@@ -115,7 +118,7 @@ def test_whitening_changes_the_ranking_and_zero_turns_it_off(
     tmp_path: Path, session_models_dir: Path, mobilenet_pipeline: EmbeddingPipeline,
     imagenet_dir: Path, products: Path,
 ) -> None:
-    settings = make_settings(tmp_path / "data", session_models_dir)
+    settings = make_settings(tmp_path / "data", session_models_dir, whiten_min_points=50)
     query = sorted(products.rglob("*.png"))[0]
     store = open_store(settings)
     try:
