@@ -24,13 +24,10 @@ from collections.abc import Callable
 import numpy as np
 
 from service.clustering.dbscan import Edges, dbscan_within
-from service.clustering.eps import density_eps
+from service.clustering.eps import density_eps, step_down
 from service.clustering.results import (
-    MAX_CLUSTER_SHARE,
-    NOISE,
     EpsChoice,
     Progress,
-    cluster_sizes,
 )
 from service.clustering.vectors import unit_rows
 from service.indexing import build_index
@@ -133,30 +130,11 @@ def dbscan_from_store(
     n = len(ids)
     labels = dbscan_within(edges, n, chosen, min_samples)
     if choice is not None:
-        labels, choice = _step_down(labels, edges, n, min_samples, choice)
+        labels, choice = step_down(
+            labels, n, choice, lambda eps: dbscan_within(edges, n, eps, min_samples)
+        )
         chosen = choice.eps
         if on_eps is not None:
             on_eps(choice)
     return ids, labels, chosen, choice.reason if choice is not None else None
 
-
-def _step_down(
-    labels: np.ndarray, edges: Edges, n: int, min_samples: int, choice: EpsChoice
-) -> tuple[np.ndarray, EpsChoice]:
-    """As :func:`~service.clustering.eps.auto_dbscan`: when one cluster holds more than
-    half of all points, the next acceptable smaller eps (from the same pairs)."""
-    tried = choice.eps
-    for _ in range(3):
-        biggest = max((size for label, size in cluster_sizes(labels) if label != NOISE),
-                      default=0)
-        lower = [c for c in choice.candidates if c.acceptable and c.score > 0 and c.eps < tried]
-        if biggest <= MAX_CLUSTER_SHARE * n or not lower:
-            break
-        best = max(lower, key=lambda c: c.score)
-        note = (f"; on all points eps {tried:.4f} put {biggest / n:.0%} in one cluster, so "
-                f"stepped down to the {best.quantile:.0%} quantile")
-        choice = EpsChoice(best.eps, choice.reason + note, choice.k, choice.curve,
-                           choice.candidates)
-        tried = best.eps
-        labels = dbscan_within(edges, n, best.eps, min_samples)
-    return labels, choice

@@ -3,6 +3,8 @@ scored by silhouette; the knee of the k-distance curve as the fallback."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from service.clustering.dbscan import (
@@ -79,12 +81,27 @@ def knee_eps(x: np.ndarray, min_samples: int, sample: int = _EPS_SAMPLE) -> EpsC
 def auto_dbscan(
     x: np.ndarray, min_samples: int, progress: Progress
 ) -> tuple[np.ndarray, EpsChoice]:
-    """DBSCAN at the :func:`density_eps` choice. If on all points its largest cluster
-    holds more than half of them (the sample can miss a chain), step down to the next
-    acceptable candidate of smaller eps, by score, up to ``_MAX_STEPS_DOWN`` times."""
+    """DBSCAN at the :func:`density_eps` choice, stepped down as :func:`step_down` says."""
     choice = density_eps(x, min_samples)
     labels, edges = dbscan_with_edges(x, choice.eps, min_samples, progress)
-    n = len(x)
+
+    def relabel(eps: float) -> np.ndarray:
+        nonlocal edges
+        if edges is not None:
+            return dbscan_within(edges, len(x), eps, min_samples)
+        again, edges = dbscan_with_edges(x, eps, min_samples, progress)
+        return again
+
+    return step_down(labels, len(x), choice, relabel)
+
+
+def step_down(
+    labels: np.ndarray, n: int, choice: EpsChoice, relabel: Callable[[float], np.ndarray]
+) -> tuple[np.ndarray, EpsChoice]:
+    """If the largest cluster of the ``n`` points holds more than half of them (the sample
+    the eps came from can miss a chain), step down to the next acceptable candidate of
+    smaller eps, by score, up to ``_MAX_STEPS_DOWN`` times; ``relabel(eps)`` labels every
+    point at that eps."""
     tried = choice.eps
     for _ in range(_MAX_STEPS_DOWN):
         biggest = max((size for _, size in cluster_sizes(labels)), default=0)
@@ -97,10 +114,7 @@ def auto_dbscan(
         choice = EpsChoice(best.eps, choice.reason + note, choice.k, choice.curve,
                            choice.candidates)
         tried = best.eps
-        if edges is not None:
-            labels = dbscan_within(edges, n, best.eps, min_samples)
-        else:
-            labels, edges = dbscan_with_edges(x, best.eps, min_samples, progress)
+        labels = relabel(best.eps)
     return labels, choice
 
 
