@@ -269,3 +269,12 @@ def move_file(source: Path, target: Path) -> None:
     _fsync(target.parent)
     source.unlink()
     _fsync(source.parent)
+
+
+def rename_dir(source: Path, target: Path) -> None:
+    """Rename directory ``source`` to ``target`` (same filesystem, ``target`` absent) in one
+    step, then fsync the folder so the rename survives a power cut (the index build's swap
+    of a shard directory and its undo)."""
+    source, target = Path(source), Path(target)
+    source.rename(target)
+    _fsync(target.parent)

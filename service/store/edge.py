@@ -23,7 +23,7 @@ from typing import IO, Any, TypeVar
 import numpy as np
 import qdrant_edge as qe
 
-from service.atomic import read_json, write_json_atomic
+from service.atomic import read_json, rename_dir, write_json_atomic
 from service.config import Settings
 from service.errors import StoreError, StoreInUseError
 from service.holder import describe_holder
@@ -145,13 +145,13 @@ class EdgeStore(StoreBase):
         shard, self._shard = self._shard, None
         if shard is not None:
             self._call(shard.close)
-        self.path.rename(replaced)
-        built.rename(self.path)
+        rename_dir(self.path, replaced)
+        rename_dir(built, self.path)
         try:
             self._shard = self._call(lambda: qe.EdgeShard.load(str(self.path)))
         except StoreError:  # the copy does not open: back to the live shard as it was
             shutil.rmtree(self.path, ignore_errors=True)
-            replaced.rename(self.path)
+            rename_dir(replaced, self.path)
             self._shard = self._call(lambda: qe.EdgeShard.load(str(self.path)))
             raise
         shutil.rmtree(replaced, ignore_errors=True)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from service.atomic import rename_dir
 from service.errors import StoreError
 
 _BUILDING = ".indexing"
@@ -68,7 +69,7 @@ def recover(path: Path) -> None:
         if path.exists():
             shutil.rmtree(replaced)  # the swap finished; only the clean-up was missed
         else:
-            replaced.rename(path)
+            rename_dir(replaced, path)
     shutil.rmtree(_sibling(path, _BUILDING), ignore_errors=True)
 
 
