@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--distill", type=float, default=TrainConfig.distill,
                         help="weight of the teacher (stored mobilenet vector) term")
     parser.add_argument("--patience", type=int, default=TrainConfig.patience)
+    parser.add_argument("--threads", type=int, default=TrainConfig.threads,
+                        help="torch threads for training")
     args = parser.parse_args(argv)
     console = Console(stderr=True)
 
@@ -114,7 +116,9 @@ def main(argv: list[str] | None = None) -> None:
         model = AutoencoderConfig(image_size=args.image_size, latent_dim=args.latent_dim)
         ae, ae_labels, timings = autoencoder_vectors(
             settings, model,
-            TrainConfig(epochs=args.epochs, distill=args.distill, patience=args.patience), console
+            TrainConfig(epochs=args.epochs, distill=args.distill, patience=args.patience,
+                        threads=args.threads),
+            console,
         )
         teacher = f", teacher {args.distill:g}" if args.distill else ""
         rows.append((f"autoencoder {args.image_size}px, {args.latent_dim}-d{teacher}",

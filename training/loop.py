@@ -22,9 +22,11 @@ from training.progress import EpochStats, TrainingObserver
 
 MIN_IMAGES = 8
 # A small collection still gets this many optimisation steps per epoch (its images are
-# cycled through several times); otherwise 20 images would mean one step per epoch and
-# early stopping would end training before the model learnt anything.
-MIN_STEPS_PER_EPOCH = 30
+# cycled through several times, each time with new augmentations); otherwise 20 images
+# would mean one step per epoch and early stopping would end training before the model
+# learnt anything. 60 rather than 30 (it changes collections below 1,920 images): on
+# openclipart's 929 images P@6 went from 0.251 to 0.266 (raw pixels 0.213), see README.
+MIN_STEPS_PER_EPOCH = 60
 
 
 @dataclass(frozen=True)
@@ -129,14 +131,43 @@ def split_indices(n: int, val_fraction: float, generator: torch.Generator) -> tu
     return order[n_val:], order[:n_val]
 
 
-def _mean_loss(model: ConvAutoencoder, images: torch.Tensor, batch_size: int) -> float:
+@dataclass
+class Teacher:
+    """The teacher term: a training-only linear head on the latent predicts each image's
+    stored ``mobilenet`` vector; ``distance`` is one minus their cosine, per image."""
+
+    head: torch.nn.Linear
+    targets: torch.Tensor  # (n, d): one teacher vector per image, in image order
+    weight: float
+
+    def distance(self, model: ConvAutoencoder, batch: torch.Tensor,
+                 image_indices: torch.Tensor) -> torch.Tensor:
+        predicted = self.head(model.encode(batch))
+        return 1 - F.cosine_similarity(predicted, self.targets[image_indices], dim=1)
+
+
+def _mean_loss(model: ConvAutoencoder, images: torch.Tensor, batch_size: int,
+               teacher: Teacher | None = None,
+               image_indices: torch.Tensor | None = None) -> float:
+    """Mean validation objective: reconstruction, plus the teacher term when there is one.
+
+    Early stopping and the kept checkpoint follow the whole objective the model trains on:
+    judged by reconstruction alone, training stopped while the latent was still learning
+    what the teacher sees (measured: openclipart P@6 0.246 with reconstruction-only stopping
+    against 0.257 when training ran its full course)."""
     model.eval()
-    total = 0.0
+    total, distance = 0.0, 0.0
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size]
             total += F.mse_loss(model(batch), batch, reduction="sum").item()
-    return total / images.numel()
+            if teacher is not None and image_indices is not None:
+                indices = image_indices[start : start + batch_size]
+                distance += teacher.distance(model, batch, indices).sum().item()
+    loss = total / images.numel()
+    if teacher is not None:
+        loss += teacher.weight * distance / len(images)
+    return loss
 
 
 def fit_whitening(
@@ -190,16 +221,17 @@ def train_autoencoder(
         teacher = None
         parameters = list(model.parameters())
         if train.distill > 0 and targets is not None:
-            teacher = torch.from_numpy(np.asarray(targets, np.float32))
-            head = torch.nn.Linear(config.latent_dim, teacher.shape[1])
-            parameters += list(head.parameters())
+            vectors = torch.from_numpy(np.asarray(targets, np.float32))
+            teacher = Teacher(torch.nn.Linear(config.latent_dim, vectors.shape[1]), vectors,
+                              train.distill)
+            parameters += list(teacher.head.parameters())
         optimiser = torch.optim.Adam(parameters, lr=train.learning_rate)
         batches = max(-(-len(train_images) // train.batch_size), MIN_STEPS_PER_EPOCH)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimiser, T_max=train.epochs * batches, eta_min=train.learning_rate * 0.05
         )
         max_shift = config.image_size // 16
-        initial = _mean_loss(model, val_images, 256)
+        initial = _mean_loss(model, val_images, 256, teacher, val_idx)
         best_loss, best_epoch, best_state = initial, 0, _copy_state(model)
         history: list[EpochStats] = []
         observer.stage("training", train.epochs * batches)
@@ -214,10 +246,8 @@ def train_autoencoder(
                     batch = augment_batch(batch, gen, max_shift)
                 loss = F.mse_loss(model(batch), batch)
                 if teacher is not None:
-                    predicted = head(model.encode(batch))
-                    loss = loss + train.distill * (1 - F.cosine_similarity(
-                        predicted, teacher[train_idx[indices]], dim=1
-                    ).mean())
+                    loss = loss + teacher.weight * teacher.distance(
+                        model, batch, train_idx[indices]).mean()
                 if train.invariance > 0:
                     loss = loss + train.invariance * _invariance_loss(
                         model, train_images[indices], gen, train.temperature
@@ -229,7 +259,7 @@ def train_autoencoder(
                 running += loss.item() * len(batch)
                 seen += len(batch)
                 observer.batch(epoch, loss.item())
-            val_loss = _mean_loss(model, val_images, 256)
+            val_loss = _mean_loss(model, val_images, 256, teacher, val_idx)
             improved = val_loss < best_loss * (1 - train.min_improvement)
             if improved:
                 best_loss, best_epoch, best_state = val_loss, epoch, _copy_state(model)
