@@ -30,12 +30,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import os
 import resource
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFont, ImageOps
@@ -315,21 +317,33 @@ def quality(args: argparse.Namespace) -> None:
 
 
 class PeakRss:
-    """Samples this process's resident memory every 50 ms (ru_maxrss never goes down)."""
+    """Samples this process's resident memory every 50 ms (ru_maxrss never goes down).
+
+    ``peak`` counts every resident page, including the memory-mapped collection files the
+    engine reads through (page cache the kernel drops under memory pressure);
+    ``peak_anon`` only the process's own (anonymous) memory, which it cannot."""
 
     def __init__(self) -> None:
         self.peak = 0
+        self.peak_anon = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _sample(self) -> None:
+        self.peak = max(self.peak, _rss())
+        self.peak_anon = max(self.peak_anon, _anon_rss())
+
     def _run(self) -> None:
         while not self._stop.wait(0.05):
-            self.peak = max(self.peak, _rss())
+            self._sample()
 
     def __enter__(self) -> PeakRss:
-        self.peak = _rss()
+        self._sample()
         self._thread.start()
         return self
+
+    def describe(self) -> str:
+        return f"peak RSS {self.peak / 2**20:,.0f} MiB, anonymous {self.peak_anon / 2**20:,.0f} MiB"
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -339,6 +353,14 @@ class PeakRss:
 def _rss() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * resource.getpagesize()
+
+
+def _anon_rss() -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
 
 
 def derived_vectors(real: np.ndarray, n: int, dup_fraction: float,
@@ -359,63 +381,87 @@ def derived_vectors(real: np.ndarray, n: int, dup_fraction: float,
     return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
 
 
-def scale(args: argparse.Namespace) -> None:
-    from service.duplicates import find_duplicates
-    from service.duplicates.scan import INDEX_FROM
+def _derived_store(args: argparse.Namespace, work: Path) -> tuple[Settings, Any]:
+    """A fresh embedded store of ``args.scale`` derived vectors made from the real set."""
     from service.store import open_store
     from service.store.base import PointRecord
 
     console = Console(stderr=True)
+    write_benchmark_set(work / "set", fashion=args.fashion,
+                        clipart_per_category=args.clipart_per_category)
+    settings = Settings.from_env({}, data_dir=data_dir(work / "data", args.models_from))
+    ingest(settings, work / "set")
+    store = open_store(settings)
+    real = np.stack([r.vectors["mobilenet"] for page in store.scroll(
+        1024, with_vectors=["mobilenet"]) for r in page])
+    store.close()
+    big = Settings.from_env({}, data_dir=data_dir(work / "big", args.models_from))
+    store = open_store(big)
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    for start in range(0, args.scale, 10_000):
+        n = min(10_000, args.scale - start)
+        vectors = derived_vectors(real, n, args.dup_fraction, rng)
+        store.upsert([PointRecord(
+            f"00000000-0000-4000-8000-{start + i:012d}", {"mobilenet": vectors[i]},
+            {"locations": [{"root": "/derived", "path": f"{start + i}.jpg"}],
+             "width": 640, "height": 480, "file_size": 100_000})
+            for i in range(n)])
+    store.flush()
+    console.print(f"upserted {args.scale} derived points in "
+                  f"{time.perf_counter() - started:.0f}s")
+    return big, store
+
+
+def _reused_store(args: argparse.Namespace) -> tuple[Settings, Any]:
+    """A collection kept by ``python -m benchmarks.scale --keep`` (its settings repeated)."""
+    from benchmarks.scale import AE_DIM
+    from service.store import open_store
+
+    settings = Settings.from_env({}, data_dir=args.reuse, latent_dim=AE_DIM,
+                                 quantization=args.quantization, vectors_on_disk=args.on_disk)
+    return settings, open_store(settings)
+
+
+def scale(args: argparse.Namespace) -> None:
+    """Time and memory of ``find_duplicates`` over a large collection."""
+    from service.duplicates import find_duplicates
+    from service.duplicates.scan import INDEX_FROM
+
+    console = Console(stderr=True)
     with tempfile.TemporaryDirectory(prefix="simimg-dups-scale-") as tmp:
-        work = Path(tmp)
-        write_benchmark_set(work / "set", fashion=args.fashion,
-                            clipart_per_category=args.clipart_per_category)
-        settings = Settings.from_env({}, data_dir=data_dir(work / "data", args.models_from))
-        ingest(settings, work / "set")
-        store = open_store(settings)
-        real = np.stack([r.vectors["mobilenet"] for page in store.scroll(
-            1024, with_vectors=["mobilenet"]) for r in page])
-        store.close()
-        big = Settings.from_env({}, data_dir=data_dir(work / "big", args.models_from))
-        store = open_store(big)
-        rng = np.random.default_rng(0)
-        started = time.perf_counter()
-        for start in range(0, args.scale, 10_000):
-            n = min(10_000, args.scale - start)
-            vectors = derived_vectors(real, n, args.dup_fraction, rng)
-            store.upsert([PointRecord(
-                f"00000000-0000-4000-8000-{start + i:012d}", {"mobilenet": vectors[i]},
-                {"locations": [{"root": "/derived", "path": f"{start + i}.jpg"}],
-                 "width": 640, "height": 480, "file_size": 100_000})
-                for i in range(n)])
-        store.flush()
-        console.print(f"upserted {args.scale} derived points in "
-                      f"{time.perf_counter() - started:.0f}s")
+        if args.reuse:
+            settings, store = _reused_store(args)
+        else:
+            settings, store = _derived_store(args, Path(tmp))
+        points = store.count()
         before = _rss()
-        build_seconds, build_peak = 0.0, before
-        if args.scale >= INDEX_FROM:  # what the scan does first, timed on its own here
-            with PeakRss() as build_rss:
+        build_seconds, build_rss = 0.0, "no build"
+        if points >= INDEX_FROM and store.indexed_vectors() < points:
+            with PeakRss() as peak:  # what the scan does first, timed on its own here
                 started = time.perf_counter()
                 store.optimize()
                 build_seconds = time.perf_counter() - started
-            build_peak = build_rss.peak
+            build_rss = peak.describe()
+        console.print(f"{points} points; index build {build_seconds:.0f}s ({build_rss}); "
+                      f"RSS before the scans {before / 2**20:,.0f} MiB", highlight=False)
         with PeakRss() as rss:
             started = time.perf_counter()
-            scan = find_duplicates(big, store, threshold=args.threshold)
+            scan = find_duplicates(settings, store, threshold=args.threshold)
             seconds = time.perf_counter() - started
-        if args.compare_exact and args.scale < INDEX_FROM:
+        Console().print(
+            f"{points} points: {len(scan.groups)} groups, {scan.points} grouped points; "
+            f"neighbour scan and grouping {seconds:.0f}s, {rss.describe()}; load average "
+            f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", highlight=False)
+        if args.compare_exact and points < INDEX_FROM:
+            exact_scan = scan
             store.optimize()
-            indexed = find_duplicates(big, store, threshold=args.threshold)
-            exact_keys, indexed_keys = ({g.key for g in x.groups} for x in (scan, indexed))
+            indexed = find_duplicates(settings, store, threshold=args.threshold)
+            exact_keys, indexed_keys = ({g.key for g in x.groups} for x in (exact_scan, indexed))
             console.print(f"HNSW vs exact scan: {len(indexed_keys)} / {len(exact_keys)} groups, "
                           f"{len(exact_keys & indexed_keys)} identical; grouped points "
-                          f"{indexed.points} / {scan.points}")
+                          f"{indexed.points} / {exact_scan.points}")
         store.close()
-    Console().print(
-        f"{args.scale} derived points: {len(scan.groups)} groups, {scan.points} grouped "
-        f"points; index build {build_seconds:.0f}s (peak RSS {build_peak / 2**20:.0f} MiB), "
-        f"neighbour scan and grouping {seconds:.0f}s (peak RSS {rss.peak / 2**20:.0f} MiB); "
-        f"RSS after the upserts {before / 2**20:.0f} MiB", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -436,10 +482,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="time/memory of one scan over this many derived points")
     parser.add_argument("--dup-fraction", type=float, default=0.05)
     parser.add_argument("--threshold", type=float, default=None, help="--scale: threshold")
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="--scale: scan a data dir kept by benchmarks.scale --keep instead")
+    parser.add_argument("--quantization", default="none", choices=["none", "int8"],
+                        help="--reuse: the kept collection's quantization")
+    parser.add_argument("--on-disk", action="store_true",
+                        help="--reuse: the kept collection has its vectors on disk")
     parser.add_argument("--compare-exact", action="store_true",
                         help="--scale below 10,000: also scan with HNSW, compare the groups")
     args = parser.parse_args(argv)
-    if args.scale:
+    if args.scale or args.reuse:
         scale(args)
     else:
         quality(args)
