@@ -414,11 +414,11 @@ def _derived_store(args: argparse.Namespace, work: Path) -> tuple[Settings, Any]
 
 
 def _reused_store(args: argparse.Namespace) -> tuple[Settings, Any]:
-    """A collection kept by ``python -m benchmarks.scale --keep`` (its settings repeated)."""
-    from benchmarks.scale import AE_DIM
+    """A collection kept by ``python -m benchmarks.scale --keep`` or an earlier ``--scale``
+    run (its settings repeated: ``--latent-dim``, ``--quantization``, ``--on-disk``)."""
     from service.store import open_store
 
-    settings = Settings.from_env({}, data_dir=args.reuse, latent_dim=AE_DIM,
+    settings = Settings.from_env({}, data_dir=args.reuse, latent_dim=args.latent_dim,
                                  quantization=args.quantization, vectors_on_disk=args.on_disk)
     return settings, open_store(settings)
 
