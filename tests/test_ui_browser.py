@@ -197,11 +197,14 @@ def test_thumbs_up_and_down_then_search_again_and_the_min_score_slider(
     names = [text.split(" · ")[1] for text in first]
     tiles = page.locator("#results .grid-container button")
     tiles.nth(1).click()  # select a result, then thumbs up
+    page.wait_for_timeout(2000)  # the selection is its own server event (see press_until)
     press_until(page, "#like-button", "document.querySelectorAll('#liked img').length === 1")
     page.locator("#results").get_by_label("Close").click()  # the clicked tile's preview
     tiles.nth(2).click()
+    page.wait_for_timeout(2000)  # else Unlike may take the first tile, still selected
     press_until(page, "#unlike-button",
-                "document.querySelectorAll('#unliked img').length === 1")
+                "document.querySelectorAll('#liked img').length === 1"
+                " && document.querySelectorAll('#unliked img').length === 1")
     page.click("#search-again")
     page.wait_for_function(
         """([a, b]) => {
