@@ -454,13 +454,12 @@ def scale(args: argparse.Namespace) -> None:
             f"neighbour scan and grouping {seconds:.0f}s, {rss.describe()}; load average "
             f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", highlight=False)
         if args.compare_exact and points < INDEX_FROM:
-            exact_scan = scan
             store.optimize()
             indexed = find_duplicates(settings, store, threshold=args.threshold)
-            exact_keys, indexed_keys = ({g.key for g in x.groups} for x in (exact_scan, indexed))
+            exact_keys, indexed_keys = ({g.key for g in x.groups} for x in (scan, indexed))
             console.print(f"HNSW vs exact scan: {len(indexed_keys)} / {len(exact_keys)} groups, "
                           f"{len(exact_keys & indexed_keys)} identical; grouped points "
-                          f"{indexed.points} / {exact_scan.points}")
+                          f"{indexed.points} / {scan.points}")
         store.close()
 
 
