@@ -31,7 +31,7 @@ from service.thumbnails import ThumbnailCache
 from ui.clusters_tab import clusters_tab
 from ui.duplicates import duplicates_tab
 from ui.filters import filter_controls, filters_from
-from ui.images import CLUSTER_GRID_LIMIT, THUMBNAIL_SIDE, CollectionImages, pick_id
+from ui.images import CLUSTER_GRID_LIMIT, THUMBNAIL_SIDE, CollectionImages
 from ui.map_tab import map_tab
 from ui.steering import feedback_panel, min_score_of, min_score_slider, wire_feedback
 from ui.views import (
@@ -300,8 +300,8 @@ def _search_tab(page: SearchPage) -> _SearchTab:
                  concurrency_id="search")
     by_id.click(page.search_by_id, [point_id, *inputs], [query, *outputs],
                 api_name="search_by_id", concurrency_id="search")
-    gallery.select(pick_id, ids, point_id, api_name=False)
-    wire_feedback(feedback, page.images, point_id, page.search_upload, [query, *inputs], outputs)
+    wire_feedback(feedback, page.images, gallery, ids, point_id, page.search_upload,
+                  [query, *inputs], outputs)
     return _SearchTab(cluster=cluster, point_id=point_id)
 
 

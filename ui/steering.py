@@ -1,10 +1,14 @@
 """Steering on the page: thumbs up / down on results, "Search again", a minimum-score slider.
 
 Click a result, then "Like" or "Unlike": its id joins the liked or unliked list (shown as
-small thumbnails). "Search again" runs the same search function as the CLI's
-``search --like ... --unlike ...`` (Qdrant's recommend query) with the current query image,
-if any, as one more positive example. The slider is ``--min-score``; 0 shows everything.
-Labels are plain text: emoji show as empty boxes where no emoji font is installed.
+small thumbnails). The clicked tile is kept in server-side session state (``gr.State``), and
+the click and the buttons share one queue (:data:`SELECTION`, one at a time, first come
+first served): a Like pressed right after a click is handled after that click, so it always
+takes the tile clicked last, never the one before or none. "Search again" runs the same
+search function as the CLI's ``search --like ... --unlike ...`` (Qdrant's recommend query)
+with the current query image, if any, as one more positive example. The slider is
+``--min-score``; 0 shows everything. Labels are plain text: emoji show as empty boxes where
+no emoji font is installed.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from typing import Any
 
 import gradio as gr
 
-from ui.images import CollectionImages
+from ui.images import CollectionImages, pick_id
 
 LIKE, UNLIKE = "like", "unlike"
+SELECTION = "selection"  # the queue that orders tile clicks before the buttons' presses
 Thumbs = list[tuple[str, str]]  # (thumbnail file, point id)
 
 
@@ -75,15 +80,28 @@ def mark(
     return liked, unliked
 
 
+def select_tile(ids: list[str], event: gr.SelectData) -> tuple[str, str]:
+    """The clicked tile's id, for the point-id box and for the selection state."""
+    point_id = pick_id(ids, event)
+    return point_id, point_id
+
+
 def wire_feedback(
     panel: FeedbackPanel,
     images: CollectionImages,
+    gallery: gr.Gallery,
+    ids: gr.State,
     point_id: gr.Textbox,
     search: Callable[..., Any],
     inputs: list[Any],
     outputs: list[Any],
 ) -> None:
-    """Connect the panel: ``search(query, *inputs, liked, unliked)`` runs a search again."""
+    """Connect the panel to the results ``gallery`` (whose point ids are ``ids``):
+    ``search(query, *inputs, liked, unliked)`` runs a search again."""
+    selected = gr.State("")  # the tile clicked last (or the id typed in the box)
+    gallery.select(select_tile, ids, [point_id, selected], api_name=False,
+                   concurrency_id=SELECTION)
+    point_id.input(str.strip, point_id, selected, api_name=False, concurrency_id=SELECTION)
 
     def tiles(ids: list[str]) -> Thumbs:
         return [(images.thumbnail(i), i) for i in ids]
@@ -95,10 +113,10 @@ def wire_feedback(
         return handler
 
     state = [panel.liked, panel.unliked, panel.liked_tiles, panel.unliked_tiles]
-    panel.like.click(marked(LIKE), [point_id, panel.liked, panel.unliked], state,
-                     api_name="like")
-    panel.unlike.click(marked(UNLIKE), [point_id, panel.liked, panel.unliked], state,
-                       api_name="unlike")
+    panel.like.click(marked(LIKE), [selected, panel.liked, panel.unliked], state,
+                     api_name="like", concurrency_id=SELECTION)
+    panel.unlike.click(marked(UNLIKE), [selected, panel.liked, panel.unliked], state,
+                       api_name="unlike", concurrency_id=SELECTION)
     panel.clear.click(lambda: ([], [], [], []), None, state, api_name=False)
     panel.again.click(search, [*inputs, panel.liked, panel.unliked], outputs,
                       api_name="search_again", concurrency_id="search")
