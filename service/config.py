@@ -50,6 +50,10 @@ class Settings:
     hnsw_ef_construct: int = 100
     # Candidates a search explores in the graph (recall against speed), at search time.
     hnsw_ef: int = 128
+    # ... in the all-points neighbour scans (duplicates, DBSCAN from the index): one query
+    # per stored point, and each pair is looked for from both of its points, so a narrower
+    # search keeps the pairs at a quarter of the time (measured: docs/benchmarks-duplicates.md).
+    scan_hnsw_ef: int = 32
     # Below this many KB of vectors (a small segment, or what a filter leaves) Qdrant's
     # planner scans exactly instead of walking the graph.
     hnsw_full_scan_kb: int = 10_000
@@ -123,7 +127,7 @@ class Settings:
             )
         if self.quantization not in ("none", "int8"):
             raise ConfigError(f"quantization must be 'none' or 'int8', got {self.quantization!r}")
-        for name in ("hnsw_m", "hnsw_ef_construct", "hnsw_ef"):
+        for name in ("hnsw_m", "hnsw_ef_construct", "hnsw_ef", "scan_hnsw_ef"):
             if getattr(self, name) < 4:
                 raise ConfigError(f"{name} must be at least 4, got {getattr(self, name)}")
         if self.index_after < 0:

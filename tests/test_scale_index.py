@@ -20,6 +20,7 @@ import pytest
 
 from benchmarks.duplicates import derived_vectors
 from service.config import Settings
+from service.duplicates.groups import DEFAULT_THRESHOLDS
 from service.indexing import build_index, stored_vectors
 from service.pipeline import EmbeddingPipeline
 from service.store.base import PointRecord
@@ -108,6 +109,31 @@ def test_exact_search_agrees_with_a_plain_scan(indexed: Indexed) -> None:
         order = np.argsort(-sims)[:10]
         assert [h.id for h in hits[:3]] == [_ids(POINTS)[i] for i in order[:3]]
         np.testing.assert_allclose([h.score for h in hits], sims[order], atol=2e-3)
+
+
+def test_the_all_points_scan_finds_the_near_duplicate_pairs_at_its_narrower_breadth(
+    indexed: Indexed,
+) -> None:
+    """``search_batch`` (the duplicates and DBSCAN scans) walks the graph at
+    ``scan_hnsw_ef``; each pair counts when either of its points' queries finds it."""
+    store, matrix = indexed.store, indexed.vectors
+    assert store.settings.scan_hnsw_ef < store.settings.hnsw_ef
+    threshold = DEFAULT_THRESHOLDS[VECTOR_MOBILENET]
+    ids = _ids(POINTS)
+    sims = matrix @ matrix.T
+    rows, cols = np.nonzero(np.triu(sims >= threshold + 2e-3, k=1))
+    exact = set(zip(rows.tolist(), cols.tolist(), strict=True))
+    found: set[tuple[int, int]] = set()
+    position = {pid: i for i, pid in enumerate(ids)}
+    for start in range(0, POINTS, 256):
+        part = list(matrix[start : start + 256])
+        for row, hits in enumerate(store.search_batch(part, VECTOR_MOBILENET, 17,
+                                                      min_score=threshold)):
+            me = start + row
+            found |= {(min(me, position[h.id]), max(me, position[h.id])) for h in hits
+                      if h.id != ids[me]}
+    assert len(exact) >= 10  # the derived set has 2% near-duplicate copies
+    assert len(exact & found) / len(exact) >= 0.98
 
 
 def test_a_build_interrupted_at_the_swap_is_undone_on_open(tmp_path: Path) -> None:

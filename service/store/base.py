@@ -85,7 +85,8 @@ class VectorStore(Recommends, Protocol):
         min_score: float | None = None,
     ) -> list[list[Hit]]:
         """One top-k search per vector, run as one batch; hits below ``min_score`` are left
-        out. Hits carry no payload (ids and scores only)."""
+        out. Hits carry no payload (ids and scores only). The all-points scans' query: it
+        searches the index at ``scan_hnsw_ef``, not ``hnsw_ef``."""
 
     def scroll(
         self,

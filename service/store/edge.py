@@ -294,7 +294,7 @@ class EdgeStore(StoreBase):
             qe.QueryRequest(
                 limit=k, query=qe.Query.Nearest(vector, using=space), filter=native_filter,
                 with_payload=False, with_vector=False, score_threshold=min_score,
-                params=search_params(self.settings, exact=False),
+                params=search_params(self.settings, False, self.settings.scan_hnsw_ef),
             )
             for vector in vectors
         ])

@@ -47,8 +47,9 @@ def collection_config(s: Settings, dims: Mapping[str, int]) -> qe.EdgeConfig:
     )
 
 
-def search_params(s: Settings, exact: bool) -> qe.SearchParams:
-    """A full scan when ``exact``; else the index at ``hnsw_ef``, int8 copies rescored."""
+def search_params(s: Settings, exact: bool, hnsw_ef: int | None = None) -> qe.SearchParams:
+    """A full scan when ``exact``; else the index at ``hnsw_ef`` (default: the setting), int8
+    copies rescored."""
     if exact:
         return qe.SearchParams(exact=True)
     rescore = (
@@ -56,7 +57,7 @@ def search_params(s: Settings, exact: bool) -> qe.SearchParams:
         if s.quantization == "int8"
         else None
     )
-    return qe.SearchParams(hnsw_ef=s.hnsw_ef, quantization=rescore)
+    return qe.SearchParams(hnsw_ef=hnsw_ef or s.hnsw_ef, quantization=rescore)
 
 
 def native_condition(condition: Condition) -> Any:

@@ -281,7 +281,7 @@ class ServerStore(StoreBase):
             qm.QueryRequest(
                 query=vector, using=space, limit=k, filter=native_filter,
                 score_threshold=min_score, with_payload=False, with_vector=False,
-                params=search_params(self.settings, exact=False),
+                params=search_params(self.settings, False, self.settings.scan_hnsw_ef),
             )
             for vector in vectors
         ]

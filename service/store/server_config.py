@@ -43,13 +43,14 @@ def collection_params(s: Settings, dims: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
-def search_params(s: Settings, exact: bool) -> qm.SearchParams:
-    """A full scan when ``exact``; else the index at ``hnsw_ef``, int8 copies rescored."""
+def search_params(s: Settings, exact: bool, hnsw_ef: int | None = None) -> qm.SearchParams:
+    """A full scan when ``exact``; else the index at ``hnsw_ef`` (default: the setting), int8
+    copies rescored."""
     if exact:
         return qm.SearchParams(exact=True)
     rescore = qm.QuantizationSearchParams(rescore=True, oversampling=INT8_OVERSAMPLING)
     int8 = rescore if s.quantization == "int8" else None
-    return qm.SearchParams(hnsw_ef=s.hnsw_ef, quantization=int8)
+    return qm.SearchParams(hnsw_ef=hnsw_ef or s.hnsw_ef, quantization=int8)
 
 
 def native_condition(condition: Condition) -> Any:
