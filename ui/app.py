@@ -33,7 +33,13 @@ from ui.duplicates import duplicates_tab
 from ui.filters import filter_controls, filters_from
 from ui.images import CLUSTER_GRID_LIMIT, THUMBNAIL_SIDE, CollectionImages
 from ui.map_tab import map_tab
-from ui.steering import feedback_panel, min_score_of, min_score_slider, wire_feedback
+from ui.steering import (
+    feedback_panel,
+    min_score_of,
+    min_score_slider,
+    selects_into,
+    wire_feedback,
+)
 from ui.views import (
     ALL,
     cluster_choices,
@@ -232,7 +238,8 @@ def build_app(
         with gr.Tab("Search"):
             search = _search_tab(page)
         with gr.Tab("Clusters"):
-            clusters = clusters_tab(page, user_errors, search.point_id, search.cluster)
+            clusters = clusters_tab(page, user_errors, search.point_id, search.selected,
+                                    search.cluster)
         with gr.Tab("Map"):
             map_tab(page)
         with gr.Tab("Duplicates"):
@@ -255,6 +262,7 @@ def build_app(
 class _SearchTab:
     cluster: gr.Dropdown
     point_id: gr.Textbox
+    selected: gr.State
 
 
 def _search_tab(page: SearchPage) -> _SearchTab:
@@ -300,9 +308,11 @@ def _search_tab(page: SearchPage) -> _SearchTab:
                  concurrency_id="search")
     by_id.click(page.search_by_id, [point_id, *inputs], [query, *outputs],
                 api_name="search_by_id", concurrency_id="search")
-    wire_feedback(feedback, page.images, gallery, ids, point_id, page.search_upload,
+    selected = gr.State("")  # the image clicked last, here or in the Clusters tab
+    selects_into(gallery, ids, point_id, selected)
+    wire_feedback(feedback, page.images, selected, point_id, page.search_upload,
                   [query, *inputs], outputs)
-    return _SearchTab(cluster=cluster, point_id=point_id)
+    return _SearchTab(cluster=cluster, point_id=point_id, selected=selected)
 
 
 THEME = gr.themes.Default(

@@ -23,7 +23,8 @@ import gradio as gr
 from service.cluster_names import name_cluster
 from service.cluster_overview import NOISE, ClusterCard, cluster_cards
 from service.store.base import PointFilter
-from ui.images import CLUSTER_GRID_LIMIT, CollectionImages, pick_id
+from ui.images import CLUSTER_GRID_LIMIT, CollectionImages
+from ui.steering import selects_into
 
 CARD_SIDE = 128
 CARD_LIMIT = 60  # cards shown (largest clusters first); the noise card is always shown
@@ -150,9 +151,11 @@ class ClustersTab:
 
 
 def clusters_tab(page: Any, errors: Callable[[], AbstractContextManager[None]],
-                 point_id: gr.Textbox, search_filter: gr.Dropdown) -> ClustersTab:
-    """Build the tab inside the current ``gr.Tab``. ``point_id``: the Search tab's box that a
-    clicked image fills; ``search_filter``: its cluster filter (refreshed after naming)."""
+                 point_id: gr.Textbox, selected: gr.State,
+                 search_filter: gr.Dropdown) -> ClustersTab:
+    """Build the tab inside the current ``gr.Tab``. ``point_id`` / ``selected``: the Search
+    tab's box and selection that a clicked image fills; ``search_filter``: its cluster
+    filter (refreshed after naming)."""
     view = ClustersView(page, errors)
     with gr.Row():
         note = gr.Markdown(elem_id="clusters-note")
@@ -180,7 +183,7 @@ def clusters_tab(page: Any, errors: Callable[[], AbstractContextManager[None]],
                api_name="name_cluster")
     name.submit(view.save_name, [current, name], [*opened, search_filter], api_name=False)
     on_map.click(None, current, None, js=SHOW_ON_MAP)
-    grid.select(pick_id, ids, point_id, api_name=False)
+    selects_into(grid, ids, point_id, selected)
     gr.on([refresh.click], view.cards_html, None, cards, api_name=False)
     gr.on([refresh.click], view.unlabelled_note, None, note, api_name=False)
     return ClustersTab(view=view, refresh=refresh, summary=summary, cards=cards, note=note)

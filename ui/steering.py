@@ -1,14 +1,15 @@
 """Steering on the page: thumbs up / down on results, "Search again", a minimum-score slider.
 
 Click a result, then "Like" or "Unlike": its id joins the liked or unliked list (shown as
-small thumbnails). The clicked tile is kept in server-side session state (``gr.State``), and
-the click and the buttons share one queue (:data:`SELECTION`, one at a time, first come
-first served): a Like pressed right after a click is handled after that click, so it always
-takes the tile clicked last, never the one before or none. "Search again" runs the same
-search function as the CLI's ``search --like ... --unlike ...`` (Qdrant's recommend query)
-with the current query image, if any, as one more positive example. The slider is
-``--min-score``; 0 shows everything. Labels are plain text: emoji show as empty boxes where
-no emoji font is installed.
+small thumbnails). The clicked tile (a result, or an image in the Clusters tab) is kept in
+server-side session state (``gr.State``), and the click and the buttons share one queue
+(:data:`SELECTION`, one at a time, first come first served): a Like pressed right after a
+click is handled after that click, so it always takes the image clicked last, never the one
+before or none. The API endpoints ``/like`` and ``/unlike`` take a point id instead. "Search
+again" runs the same search function as the CLI's ``search --like ... --unlike ...``
+(Qdrant's recommend query) with the current query image, if any, as one more positive
+example. The slider is ``--min-score``; 0 shows everything. Labels are plain text: emoji
+show as empty boxes where no emoji font is installed.
 """
 
 from __future__ import annotations
@@ -86,36 +87,42 @@ def select_tile(ids: list[str], event: gr.SelectData) -> tuple[str, str]:
     return point_id, point_id
 
 
+def selects_into(gallery: gr.Gallery, ids: gr.State, point_id: gr.Textbox,
+                 selected: gr.State) -> None:
+    """A click on a tile of ``gallery`` (point ids ``ids``) fills ``point_id`` and
+    ``selected``, queued before any Like or Unlike pressed after it."""
+    gallery.select(select_tile, ids, [point_id, selected], api_name=False,
+                   concurrency_id=SELECTION)
+
+
 def wire_feedback(
     panel: FeedbackPanel,
     images: CollectionImages,
-    gallery: gr.Gallery,
-    ids: gr.State,
+    selected: gr.State,
     point_id: gr.Textbox,
     search: Callable[..., Any],
     inputs: list[Any],
     outputs: list[Any],
 ) -> None:
-    """Connect the panel to the results ``gallery`` (whose point ids are ``ids``):
-    ``search(query, *inputs, liked, unliked)`` runs a search again."""
-    selected = gr.State("")  # the tile clicked last (or the id typed in the box)
-    gallery.select(select_tile, ids, [point_id, selected], api_name=False,
-                   concurrency_id=SELECTION)
+    """Connect the panel: Like / Unlike take ``selected`` (filled by :func:`selects_into`),
+    else the id in ``point_id`` (an API call's argument); ``search(query, *inputs, liked,
+    unliked)`` runs a search again."""
     point_id.input(str.strip, point_id, selected, api_name=False, concurrency_id=SELECTION)
 
     def tiles(ids: list[str]) -> Thumbs:
         return [(images.thumbnail(i), i) for i in ids]
 
     def marked(kind: str) -> Callable[..., tuple[Any, ...]]:
-        def handler(pid: str, liked: list[str], unliked: list[str]) -> tuple[Any, ...]:
-            liked, unliked = mark(kind, pid, liked, unliked)
+        def handler(chosen: str, pid: str, liked: list[str],
+                    unliked: list[str]) -> tuple[Any, ...]:
+            liked, unliked = mark(kind, chosen or pid, liked, unliked)
             return liked, unliked, tiles(liked), tiles(unliked)
         return handler
 
     state = [panel.liked, panel.unliked, panel.liked_tiles, panel.unliked_tiles]
-    panel.like.click(marked(LIKE), [selected, panel.liked, panel.unliked], state,
+    panel.like.click(marked(LIKE), [selected, point_id, panel.liked, panel.unliked], state,
                      api_name="like", concurrency_id=SELECTION)
-    panel.unlike.click(marked(UNLIKE), [selected, panel.liked, panel.unliked], state,
+    panel.unlike.click(marked(UNLIKE), [selected, point_id, panel.liked, panel.unliked], state,
                        api_name="unlike", concurrency_id=SELECTION)
     panel.clear.click(lambda: ([], [], [], []), None, state, api_name=False)
     panel.again.click(search, [*inputs, panel.liked, panel.unliked], outputs,
