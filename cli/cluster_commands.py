@@ -32,6 +32,7 @@ _PHASES = {
     "neighbours": "count neighbours",
     "links": "link clusters",
     "write": "write labels",
+    "index": "rebuild the vector index (the labelled points left it)",
 }
 
 

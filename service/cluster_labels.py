@@ -29,6 +29,7 @@ from service.clustering.results import ClusteringResult, EpsChoice
 from service.clustering.vectors import cluster_vectors
 from service.config import Settings
 from service.errors import ConfigError, EmptyCollectionError
+from service.indexing import index_if_due
 from service.store.base import PointFilter, PointRecord, VectorStore
 from service.store.schema import (
     MOBILENET_DIM,
@@ -98,27 +99,40 @@ def apply_labels(
     store: VectorStore, ids: list[str], labels: np.ndarray,
     progress: Progress = _no_progress, batch: int | None = None,
 ) -> None:
-    """Set ``cluster`` on every point in ``ids`` (one call per label and batch), then remove
-    it from every other point, so no label from an earlier run survives, and remove every
-    ``cluster_name`` (names are given per run). Idempotent."""
+    """Make ``cluster`` equal ``labels`` on every point in ``ids`` and absent from every other
+    point, so no label from an earlier run survives, and remove every ``cluster_name`` (names
+    are given per run). Idempotent.
+
+    Only points whose label changes are written: on the embedded engine a write moves the
+    point out of the vector index until the next build (see ``service.store.edge``), so a
+    re-run that finds the same clusters leaves the index whole.
+    """
     batch = batch or LABEL_BATCH
-    order = np.argsort(labels, kind="stable")
+    current: dict[str, Any] = {}
+    named: list[str] = []  # names belong to the previous labelling
+    for page in store.scroll(READ_PAGE, with_payload=[PAYLOAD_CLUSTER, PAYLOAD_CLUSTER_NAME]):
+        for record in page:
+            current[record.id] = record.payload.get(PAYLOAD_CLUSTER)
+            if PAYLOAD_CLUSTER_NAME in record.payload:
+                named.append(record.id)
+    changed = np.array([current.get(pid) != int(label) for pid, label in zip(ids, labels,
+                                                                             strict=True)],
+                       dtype=bool)
+    order = np.flatnonzero(changed)
+    order = order[np.argsort(labels[order], kind="stable")]
     ordered = labels[order]
     bounds = np.flatnonzero(np.diff(ordered)) + 1
-    done = 0
-    for group in np.split(order, bounds):
-        label = int(labels[group[0]]) if group.size else 0
+    done = len(ids) - order.size
+    progress("write", done, len(ids))
+    for group in np.split(order, bounds) if order.size else []:
+        label = int(labels[group[0]])
         for start in range(0, group.size, batch):
             part = group[start : start + batch]
             store.set_payload({PAYLOAD_CLUSTER: label}, [ids[i] for i in part])
             done += part.size
             progress("write", done, len(ids))
     labelled = set(ids)
-    stale: list[str] = []
-    named: list[str] = []  # names belong to the previous labelling
-    for page in store.scroll(READ_PAGE):
-        stale.extend(r.id for r in page if r.id not in labelled and PAYLOAD_CLUSTER in r.payload)
-        named.extend(r.id for r in page if PAYLOAD_CLUSTER_NAME in r.payload)
+    stale = [pid for pid, label in current.items() if label is not None and pid not in labelled]
     for start in range(0, len(stale), batch):
         store.delete_payload_key(PAYLOAD_CLUSTER, stale[start : start + batch])
     clear_stale_names(store, named)
@@ -220,6 +234,8 @@ def cluster_collection(
     runs.commit_run(settings, run_id, record)
     apply_labels(store, ids, result.labels, progress)
     runs.complete_run(settings, run_id, record)
+    index_if_due(settings, store, keep_serving=True,
+                 notify=lambda _message: progress("index", 0, 1))
     return ClusterRun(result, record, ids)
 
 

@@ -25,6 +25,7 @@ from service.autoencoder.files import CURRENT, PENDING, clear_pointer, read_poin
 from service.config import Settings
 from service.embedders.autoencoder import AutoencoderEmbedder, load_autoencoder_version
 from service.errors import ImageDecodeError
+from service.indexing import index_if_due
 from service.locations import stored_file
 from service.pipeline import decode_file
 from service.store.base import PointFilter, PointRecord, VectorStore
@@ -118,6 +119,7 @@ def activate_model(
                                 advance)
     write_pointer(settings, CURRENT, version)
     clear_pointer(settings, PENDING)
+    index_if_due(settings, store, keep_serving=True)  # new vectors are not in the index yet
     return report
 
 

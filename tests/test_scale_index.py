@@ -188,3 +188,50 @@ def test_hdbscan_above_its_limit_is_a_one_line_error(
                                           r"use --algorithm dbscan, which scales$"):
         cluster_labels.cluster_collection(indexed.store.settings, indexed.store,
                                           algorithm="hdbscan")
+
+
+def _labelled_store(tmp_path: Path, vectors: np.ndarray) -> tuple[Settings, EdgeStore]:
+    """An indexed collection of ``vectors`` whose index is due again after 100 vectors."""
+    settings = Settings(data_dir=tmp_path, latent_dim=LATENT, hnsw_full_scan_kb=100,
+                        index_after=100)
+    store = EdgeStore(settings)
+    store.ensure_collection()
+    ae = vectors[:, :LATENT] / np.linalg.norm(vectors[:, :LATENT], axis=1, keepdims=True)
+    store.upsert([PointRecord(pid, {VECTOR_MOBILENET: vectors[i], VECTOR_AUTOENCODER: ae[i]}, {})
+                  for i, pid in enumerate(_ids(len(vectors)))])
+    store.optimize()
+    return settings, store
+
+
+def test_labelled_points_leave_the_index_until_the_rebuild_that_follows(
+    indexed: Indexed, tmp_path: Path
+) -> None:
+    """qdrant-edge moves a written point out of its indexed segment: the store counts it as
+    unindexed (across a reopen), and clustering rebuilds the index after writing labels."""
+    from service.cluster_labels import apply_labels, cluster_collection
+    from service.indexing import unindexed_vectors
+
+    vectors = indexed.vectors[:400]
+    settings, store = _labelled_store(tmp_path, vectors)
+    ids = _ids(len(vectors))
+    try:
+        assert store.indexed_vectors() == 800 and unindexed_vectors(store) == 0
+        labels = np.arange(len(ids)) % 3
+        apply_labels(store, ids, labels)
+        assert unindexed_vectors(store) == 800  # every point was written, so moved
+        store.close()
+        store = EdgeStore(settings)
+        assert unindexed_vectors(store) == 800  # the count survives a restart
+        assert build_index(store).indexed_vectors == 800
+        apply_labels(store, ids, labels)  # the same labels again: nothing is written
+        assert unindexed_vectors(store) == 0
+        apply_labels(store, ids, np.where(np.arange(len(ids)) < 10, 5, labels))
+        assert unindexed_vectors(store) == 20  # only the 10 changed points moved
+        run = cluster_collection(settings, store, eps=0.3, neighbours="exact", dims=None)
+        assert len(run.ids) == len(ids)
+        assert unindexed_vectors(store) == 0  # relabelled, then rebuilt (due after 100)
+        assert store.indexed_vectors() == 800
+        labelled = {r.id: r.payload.get("cluster") for page in store.scroll() for r in page}
+        assert [labelled[pid] for pid in run.ids] == [int(x) for x in run.result.labels]
+    finally:
+        store.close()

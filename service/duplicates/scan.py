@@ -37,7 +37,7 @@ from service.duplicates.groups import (
 )
 from service.duplicates.neighbours import neighbour_lists, point_infos
 from service.errors import ConfigError, ModelNotTrainedError
-from service.indexing import build_index
+from service.indexing import build_index, index_if_due
 from service.locations import Location
 from service.store.base import PointFilter, VectorStore
 from service.store.schema import PAYLOAD_DUPLICATE_GROUP, VECTOR_AUTOENCODER
@@ -123,6 +123,7 @@ def find_duplicates(
     scan = DuplicateScan(groups, space, threshold, roots, points, time.perf_counter() - started)
     if against is None and write_labels:
         write_group_labels(store, groups)
+        index_if_due(settings, store, keep_serving=True, notify=notify)
     write_json_atomic(last_scan_path(settings), scan.record())
     return scan
 
@@ -234,16 +235,22 @@ def _item(point: PointInfo, loc: Location) -> DuplicateItem:
 
 
 def write_group_labels(store: VectorStore, groups: list[DuplicateGroup]) -> None:
-    """Set ``duplicate_group`` on every grouped point; remove labels no longer true."""
-    labelled: set[str] = set()
+    """Set ``duplicate_group`` on every grouped point; remove labels no longer true.
+
+    Points whose group number stays are not written (a write moves a point out of the
+    embedded engine's vector index until the next build, see ``service.store.edge``)."""
+    current: dict[str, Any] = {}
     for page in store.scroll(_ID_CHUNK, where=PointFilter(in_duplicate_group=True),
-                             with_payload=False):
-        labelled.update(record.id for record in page)
+                             with_payload=[PAYLOAD_DUPLICATE_GROUP]):
+        current.update((record.id, record.payload.get(PAYLOAD_DUPLICATE_GROUP))
+                       for record in page)
     grouped: set[str] = set()
     for group in groups:
-        store.set_payload({PAYLOAD_DUPLICATE_GROUP: group.number}, group.ids)
+        changed = [pid for pid in group.ids if current.get(pid) != group.number]
+        if changed:
+            store.set_payload({PAYLOAD_DUPLICATE_GROUP: group.number}, changed)
         grouped.update(group.ids)
-    stale = sorted(labelled - grouped)
+    stale = sorted(set(current) - grouped)
     for start in range(0, len(stale), _ID_CHUNK):
         store.delete_payload_key(PAYLOAD_DUPLICATE_GROUP, stale[start : start + _ID_CHUNK])
     store.flush()

@@ -49,6 +49,11 @@ T = TypeVar("T")
 
 _CONFIG_FILE = "edge_config.json"  # written by qdrant-edge next to wal/ and segments/
 _META_FILE = "simimg.json"  # simimg's own record in the shard directory (schema version)
+# Points written since the last index build. qdrant-edge applies any write to a point of an
+# indexed (immutable) segment by moving the point, vectors too, to the plain appendable
+# segment: payload writes to a non-indexed key included (measured). The moved points are
+# scanned exactly until the next build, yet the engine's indexed count still includes them.
+_LEFT_INDEX_FILE = "simimg-index.json"
 
 
 class EdgeStore(StoreBase):
@@ -70,6 +75,8 @@ class EdgeStore(StoreBase):
         self._shard: qe.EdgeShard | None = None
         self._closed = False
         self._dir_lock: IO[bytes] | None = None
+        self._left_index: int | None = None  # see _LEFT_INDEX_FILE; loaded on first use
+        self._left_index_saved: int | None = None
         self.location = str(self.path)
         self.expected_dims = {
             schema.VECTOR_MOBILENET: schema.MOBILENET_DIM,
@@ -113,6 +120,7 @@ class EdgeStore(StoreBase):
         with self._lock:
             if self._shard is not None:
                 self._call(self._shard.flush)
+                self._save_left_index()
 
     def close(self) -> None:
         """Flush and release the shard (and its directory lock). Safe to call twice."""
@@ -121,6 +129,7 @@ class EdgeStore(StoreBase):
             if shard is not None:
                 try:
                     self._call(shard.flush)
+                    self._save_left_index()
                 finally:
                     try:
                         self._call(shard.close)
@@ -135,7 +144,9 @@ class EdgeStore(StoreBase):
         :func:`service.store.edge_index.build_index_aside` instead.
         """
         with self._write_gate:
-            return self._run(lambda shard: shard.optimize())
+            optimized = self._run(lambda shard: shard.optimize())
+            self._reset_left_index()
+            return optimized
 
     def _swap_in(self, built: Path, replaced: Path) -> None:
         """Put the shard directory ``built`` (an optimized copy) in place of the live one.
@@ -155,9 +166,37 @@ class EdgeStore(StoreBase):
             self._shard = self._call(lambda: qe.EdgeShard.load(str(self.path)))
             raise
         shutil.rmtree(replaced, ignore_errors=True)
+        self._reset_left_index()
 
     def indexed_vectors(self) -> int:
-        return int(self._run(lambda shard: shard.info().indexed_vectors_count))
+        """Vectors the index serves: the engine's count less those of the points written
+        since the build (an estimate that errs low: a new point's write counts too)."""
+        indexed = int(self._run(lambda shard: shard.info().indexed_vectors_count))
+        with self._lock:
+            left = self._left_index_count() * len(self.expected_dims)
+        return max(0, indexed - left)
+
+    # -- points that left the index (see _LEFT_INDEX_FILE) ----------------------------
+
+    def _left_index_count(self) -> int:
+        if self._left_index is None:
+            saved = read_json(self.path / _LEFT_INDEX_FILE) or {}
+            self._left_index = self._left_index_saved = int(saved.get("points", 0))
+        return self._left_index
+
+    def _note_left_index(self, points: int) -> None:
+        with self._lock:
+            self._left_index = self._left_index_count() + points
+
+    def _reset_left_index(self) -> None:
+        with self._lock:
+            self._left_index = 0
+            self._save_left_index()
+
+    def _save_left_index(self) -> None:
+        if self._left_index is not None and self._left_index != self._left_index_saved:
+            write_json_atomic(self.path / _LEFT_INDEX_FILE, {"points": self._left_index})
+            self._left_index_saved = self._left_index
 
     def __enter__(self) -> EdgeStore:
         return self
@@ -238,15 +277,19 @@ class EdgeStore(StoreBase):
         self._update(qe.UpdateOperation.update_vectors(
             [qe.PointVectors(pid, vectors_as_lists(named)) for pid, named in items]
         ))
+        self._note_left_index(len(items))
 
     def _set_payload(self, payload: Mapping[str, Any], ids: list[str]) -> None:
         self._update(qe.UpdateOperation.set_payload(ids, dict(payload)))
+        self._note_left_index(len(ids))
 
     def _delete_payload(self, key: str, ids: list[str]) -> None:
         self._update(qe.UpdateOperation.delete_payload(ids, [key]))
+        self._note_left_index(len(ids))
 
     def _delete_points(self, ids: list[str]) -> None:
         self._update(qe.UpdateOperation.delete_points(ids))
+        self._note_left_index(len(ids))
 
     def _retrieve(
         self, ids: list[str], with_payload: bool, with_vectors: bool | list[str]
