@@ -346,6 +346,9 @@ def status(
     )
     for space, count in info["vectors"].items():
         table.add_row(f"{space} vectors", str(count))
+    total = sum(info["vectors"].values())
+    table.add_row("vector index", f"{info['indexed_vectors']:,} of {total:,} vectors indexed"
+                  + (" (the rest are searched exactly)" if info["indexed_vectors"] < total else ""))
     clustering = info["clustering"]
     if clustering:
         table.add_row(

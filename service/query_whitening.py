@@ -161,7 +161,10 @@ def whitened_search(
     """Top ``k`` by whitened cosine: query-side search (a full scan if ``exact``), then an
     exact re-score of the top."""
     query = stored.whitening.query_side(vector[None, :])[0]
-    candidates = store.search(query, VECTOR_MOBILENET, max(k, RERANK_DEPTH), where, exact)
+    # ids only, int8 scores as they are: the re-score below reads each candidate's original
+    # vector and payload once (measured at 1M points, vectors on disk: see benchmarks-scale)
+    candidates = store.search(query, VECTOR_MOBILENET, max(k, RERANK_DEPTH), where, exact,
+                              to_rescore=True)
     return _rescored(store, stored, candidates, [vector], [], k)
 
 
@@ -187,8 +190,9 @@ def _rescored(
     closer to a negative example, ``-(2 + that similarity)`` (ranked last, as in Qdrant)."""
     if not candidates:
         return []
-    records = store.retrieve([hit.id for hit in candidates], with_vectors=[VECTOR_MOBILENET])
-    stored_vectors = {r.id: r.vectors[VECTOR_MOBILENET] for r in records}
+    records = {r.id: r for r in store.retrieve([hit.id for hit in candidates],
+                                               with_vectors=[VECTOR_MOBILENET])}
+    stored_vectors = {pid: r.vectors[VECTOR_MOBILENET] for pid, r in records.items()}
     kept = [hit for hit in candidates if hit.id in stored_vectors]  # deleted meanwhile
     if not kept:
         return []
@@ -199,4 +203,5 @@ def _rescored(
         worst = (whitened @ whitening.apply(np.stack(negatives)).T).max(axis=1)
         best = np.where(best > worst, best, -(2.0 + worst))
     order = sorted(range(len(kept)), key=lambda i: (-best[i], kept[i].id))[:k]
-    return [Hit(id=kept[i].id, score=float(best[i]), payload=kept[i].payload) for i in order]
+    return [Hit(id=kept[i].id, score=float(best[i]), payload=records[kept[i].id].payload)
+            for i in order]

@@ -19,9 +19,11 @@ def collection_status(settings: Settings, store: VectorStore) -> dict[str, Any]:
 
     points = store.count()
     run = current_run(settings)
+    vectors = {space: store.count(PointFilter(has_vector=space)) for space in SPACES}
     return {
         "points": points,
-        "vectors": {space: store.count(PointFilter(has_vector=space)) for space in SPACES},
+        "vectors": vectors,
+        "indexed_vectors": min(store.indexed_vectors(), sum(vectors.values())),
         "unlabelled": store.count(PointFilter(unlabelled=True)) if run else points,
         "clustering": run,
         "mobilenet": mobilenet_model_info(settings),

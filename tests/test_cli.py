@@ -55,6 +55,7 @@ def test_status_json_counts_points(ingested: Settings) -> None:
     assert info["points"] == 20
     assert info["vectors"]["mobilenet"] == 20
     assert info["vectors"]["autoencoder"] == 0
+    assert info["indexed_vectors"] == 0  # 20 points: below the full-scan threshold, scanned
     assert info["store"] == "edge"
 
 

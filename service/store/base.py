@@ -72,9 +72,12 @@ class VectorStore(Recommends, Protocol):
 
     def search(
         self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None,
-        exact: bool = False,
+        exact: bool = False, to_rescore: bool = False,
     ) -> list[Hit]:
-        """Top-k by cosine similarity in ``space``, best first (a full scan if ``exact``)."""
+        """Top-k by cosine similarity in ``space``, best first (a full scan if ``exact``).
+
+        ``to_rescore``: candidates for a caller that re-scores them from the stored vectors
+        itself: no payload, and int8 scores are not re-scored from the originals first."""
 
     def search_batch(
         self,
@@ -182,7 +185,8 @@ class StoreBase(RecommendQueries, ABC):
 
     @abstractmethod
     def _query(
-        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
+        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool,
+        to_rescore: bool = False,
     ) -> list[Hit]: ...
 
     @abstractmethod
@@ -301,10 +305,10 @@ class StoreBase(RecommendQueries, ABC):
 
     def search(
         self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None,
-        exact: bool = False,
+        exact: bool = False, to_rescore: bool = False,
     ) -> list[Hit]:
         query = np.asarray(vector, dtype=np.float32).tolist()
-        return self._query(query, space, k, self.native_filter(where), exact)
+        return self._query(query, space, k, self.native_filter(where), exact, to_rescore)
 
     def search_batch(
         self, vectors: Sequence[np.ndarray], space: str, k: int,

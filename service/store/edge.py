@@ -298,9 +298,11 @@ class EdgeStore(StoreBase):
         return [record_from(r.id, r.vector, r.payload) for r in records]
 
     def _query(
-        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
+        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool,
+        to_rescore: bool = False,
     ) -> list[Hit]:
-        return self._ranked(qe.Query.Nearest(vector, using=space), k, native_filter, exact)
+        return self._ranked(qe.Query.Nearest(vector, using=space), k, native_filter, exact,
+                            to_rescore)
 
     def _recommend(
         self,
@@ -313,14 +315,16 @@ class EdgeStore(StoreBase):
         query = qe.Query.RecommendBestScore(qe.RecommendQuery(positives, negatives), using=space)
         return self._ranked(query, k, native_filter, exact=False)
 
-    def _ranked(self, query: qe.Query, k: int, native_filter: Any, exact: bool) -> list[Hit]:
+    def _ranked(
+        self, query: qe.Query, k: int, native_filter: Any, exact: bool, to_rescore: bool = False
+    ) -> list[Hit]:
         request = qe.QueryRequest(
             limit=k,
             query=query,
             filter=native_filter,
-            with_payload=True,
+            with_payload=not to_rescore,
             with_vector=False,
-            params=search_params(self.settings, exact),
+            params=search_params(self.settings, exact, rescore=not to_rescore),
         )
         points = self._run(lambda shard: shard.query(request))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]

@@ -47,17 +47,19 @@ def collection_config(s: Settings, dims: Mapping[str, int]) -> qe.EdgeConfig:
     )
 
 
-def search_params(s: Settings, exact: bool, hnsw_ef: int | None = None) -> qe.SearchParams:
+def search_params(
+    s: Settings, exact: bool, hnsw_ef: int | None = None, rescore: bool = True
+) -> qe.SearchParams:
     """A full scan when ``exact``; else the index at ``hnsw_ef`` (default: the setting), int8
-    copies rescored."""
+    copies rescored from the originals unless not ``rescore``."""
     if exact:
         return qe.SearchParams(exact=True)
-    rescore = (
-        qe.QuantizationSearchParams(rescore=True, oversampling=INT8_OVERSAMPLING)
+    int8 = (
+        qe.QuantizationSearchParams(rescore=rescore, oversampling=INT8_OVERSAMPLING)
         if s.quantization == "int8"
         else None
     )
-    return qe.SearchParams(hnsw_ef=hnsw_ef or s.hnsw_ef, quantization=rescore)
+    return qe.SearchParams(hnsw_ef=hnsw_ef or s.hnsw_ef, quantization=int8)
 
 
 def native_condition(condition: Condition) -> Any:

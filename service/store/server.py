@@ -235,9 +235,10 @@ class ServerStore(StoreBase):
         return [record_from(r.id, r.vector, r.payload) for r in records]
 
     def _query(
-        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
+        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool,
+        to_rescore: bool = False,
     ) -> list[Hit]:
-        return self._ranked(vector, space, k, native_filter, exact)
+        return self._ranked(vector, space, k, native_filter, exact, to_rescore)
 
     def _recommend(
         self,
@@ -253,7 +254,8 @@ class ServerStore(StoreBase):
         return self._ranked(query, space, k, native_filter, exact=False)
 
     def _ranked(
-        self, query: Any, space: str, k: int, native_filter: Any, exact: bool
+        self, query: Any, space: str, k: int, native_filter: Any, exact: bool,
+        to_rescore: bool = False,
     ) -> list[Hit]:
         result = self._call(
             lambda: self._client.query_points(
@@ -262,8 +264,8 @@ class ServerStore(StoreBase):
                 using=space,
                 limit=k,
                 query_filter=native_filter,
-                search_params=search_params(self.settings, exact),
-                with_payload=True,
+                search_params=search_params(self.settings, exact, rescore=not to_rescore),
+                with_payload=not to_rescore,
                 with_vectors=False,
             )
         )

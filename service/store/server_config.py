@@ -43,13 +43,15 @@ def collection_params(s: Settings, dims: Mapping[str, int]) -> dict[str, Any]:
     }
 
 
-def search_params(s: Settings, exact: bool, hnsw_ef: int | None = None) -> qm.SearchParams:
+def search_params(
+    s: Settings, exact: bool, hnsw_ef: int | None = None, rescore: bool = True
+) -> qm.SearchParams:
     """A full scan when ``exact``; else the index at ``hnsw_ef`` (default: the setting), int8
-    copies rescored."""
+    copies rescored from the originals unless not ``rescore``."""
     if exact:
         return qm.SearchParams(exact=True)
-    rescore = qm.QuantizationSearchParams(rescore=True, oversampling=INT8_OVERSAMPLING)
-    int8 = rescore if s.quantization == "int8" else None
+    quantized = qm.QuantizationSearchParams(rescore=rescore, oversampling=INT8_OVERSAMPLING)
+    int8 = quantized if s.quantization == "int8" else None
     return qm.SearchParams(hnsw_ef=hnsw_ef or s.hnsw_ef, quantization=int8)
 
 
