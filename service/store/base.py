@@ -6,8 +6,7 @@ Like qdrant-client's own remote/local split, :class:`StoreBase` holds the logic 
 scrolling, filter construction, the collection checks, schema versioning) and a backend only
 translates single calls to its client: a new filter field or a new check is written once.
 
-Vectors cross this interface as float32 numpy arrays; ids are UUID strings.
-"""
+Vectors cross this interface as float32 numpy arrays; ids are UUID strings."""
 
 from __future__ import annotations
 
@@ -32,8 +31,8 @@ from service.store.records import (
     vectors_as_lists,
 )
 
-__all__ = ["Condition", "Hit", "PointFilter", "PointRecord", "StoreBase",
-           "VectorStore", "conditions_of", "record_from", "vector_selector", "vectors_as_lists"]
+__all__ = ["Condition", "Hit", "PointFilter", "PointRecord", "StoreBase", "VectorStore",
+           "conditions_of", "record_from", "vector_selector", "vectors_as_lists"]
 
 _ID_CHUNK = 1024
 _WRITE_CHUNK = 256
@@ -74,10 +73,8 @@ class VectorStore(Recommends, Protocol):
         self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None,
         exact: bool = False, to_rescore: bool = False,
     ) -> list[Hit]:
-        """Top-k by cosine similarity in ``space``, best first (a full scan if ``exact``).
-
-        ``to_rescore``: candidates for a caller that re-scores them from the stored vectors
-        itself: no payload, and int8 scores are not re-scored from the originals first."""
+        """Top-k by cosine similarity in ``space``, best first (a full scan if ``exact``);
+        ``to_rescore``: ids and int8 scores only, for a caller that re-scores them itself."""
 
     def search_batch(
         self,

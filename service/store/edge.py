@@ -25,8 +25,7 @@ import qdrant_edge as qe
 
 from service.atomic import read_json, rename_dir, write_json_atomic
 from service.config import Settings
-from service.errors import StoreError, StoreInUseError
-from service.holder import describe_holder
+from service.errors import StoreError
 from service.store import schema
 from service.store.base import (
     Condition,
@@ -43,17 +42,13 @@ from service.store.edge_config import (
     search_params,
 )
 from service.store.edge_index import recover
-from service.store.edge_lock import acquire_dir_lock
+from service.store.edge_lock import acquire_dir_lock, engine_error, in_use_error
+from service.store.edge_moves import MovedPoints
 
 T = TypeVar("T")
 
 _CONFIG_FILE = "edge_config.json"  # written by qdrant-edge next to wal/ and segments/
 _META_FILE = "simimg.json"  # simimg's own record in the shard directory (schema version)
-# Points written since the last index build. qdrant-edge applies any write to a point of an
-# indexed (immutable) segment by moving the point, vectors too, to the plain appendable
-# segment: payload writes to a non-indexed key included (measured). The moved points are
-# scanned exactly until the next build, yet the engine's indexed count still includes them.
-_LEFT_INDEX_FILE = "simimg-index.json"
 
 
 class EdgeStore(StoreBase):
@@ -75,8 +70,7 @@ class EdgeStore(StoreBase):
         self._shard: qe.EdgeShard | None = None
         self._closed = False
         self._dir_lock: IO[bytes] | None = None
-        self._left_index: int | None = None  # see _LEFT_INDEX_FILE; loaded on first use
-        self._left_index_saved: int | None = None
+        self._moved = MovedPoints(self.path)  # written since the last index build
         self.location = str(self.path)
         self.expected_dims = {
             schema.VECTOR_MOBILENET: schema.MOBILENET_DIM,
@@ -89,7 +83,8 @@ class EdgeStore(StoreBase):
         # Our own lock first: qdrant-edge's load() rewrites the shard's config (and may touch
         # more) before it discovers that another process holds the WAL, so a second process
         # must never get that far.
-        self._dir_lock = acquire_dir_lock(self.path, self._in_use_error)
+        self._dir_lock = acquire_dir_lock(
+            self.path, lambda: in_use_error(self.path, self.settings.data_dir))
         try:
             recover(self.path)  # an index build interrupted by a crash
             if _shard_exists(self.path):
@@ -120,7 +115,7 @@ class EdgeStore(StoreBase):
         with self._lock:
             if self._shard is not None:
                 self._call(self._shard.flush)
-                self._save_left_index()
+                self._moved.save()
 
     def close(self) -> None:
         """Flush and release the shard (and its directory lock). Safe to call twice."""
@@ -129,7 +124,7 @@ class EdgeStore(StoreBase):
             if shard is not None:
                 try:
                     self._call(shard.flush)
-                    self._save_left_index()
+                    self._moved.save()
                 finally:
                     try:
                         self._call(shard.close)
@@ -145,7 +140,8 @@ class EdgeStore(StoreBase):
         """
         with self._write_gate:
             optimized = self._run(lambda shard: shard.optimize())
-            self._reset_left_index()
+            with self._lock:
+                self._moved.reset()
             return optimized
 
     def _swap_in(self, built: Path, replaced: Path) -> None:
@@ -166,37 +162,13 @@ class EdgeStore(StoreBase):
             self._shard = self._call(lambda: qe.EdgeShard.load(str(self.path)))
             raise
         shutil.rmtree(replaced, ignore_errors=True)
-        self._reset_left_index()
+        self._moved.reset()
 
     def indexed_vectors(self) -> int:
-        """Vectors the index serves: the engine's count less those of the points written
-        since the build (an estimate that errs low: a new point's write counts too)."""
+        """The engine's count less the vectors of points moved out since the build."""
         indexed = int(self._run(lambda shard: shard.info().indexed_vectors_count))
         with self._lock:
-            left = self._left_index_count() * len(self.expected_dims)
-        return max(0, indexed - left)
-
-    # -- points that left the index (see _LEFT_INDEX_FILE) ----------------------------
-
-    def _left_index_count(self) -> int:
-        if self._left_index is None:
-            saved = read_json(self.path / _LEFT_INDEX_FILE) or {}
-            self._left_index = self._left_index_saved = int(saved.get("points", 0))
-        return self._left_index
-
-    def _note_left_index(self, points: int) -> None:
-        with self._lock:
-            self._left_index = self._left_index_count() + points
-
-    def _reset_left_index(self) -> None:
-        with self._lock:
-            self._left_index = 0
-            self._save_left_index()
-
-    def _save_left_index(self) -> None:
-        if self._left_index is not None and self._left_index != self._left_index_saved:
-            write_json_atomic(self.path / _LEFT_INDEX_FILE, {"points": self._left_index})
-            self._left_index_saved = self._left_index
+            return max(0, indexed - self._moved.count() * len(self.expected_dims))
 
     def __enter__(self) -> EdgeStore:
         return self
@@ -206,19 +178,8 @@ class EdgeStore(StoreBase):
 
     # -- error handling --------------------------------------------------------------
 
-    def _in_use_error(self) -> StoreInUseError:
-        holder = describe_holder(self.settings.data_dir)
-        who = holder or "another simimg process (e.g. `simimg-admin serve` or an ingest)"
-        return StoreInUseError(
-            f"{self.path} is in use by {who}; stop it, or set QDRANT_URL to use a "
-            "Qdrant server that many processes can share"
-        )
-
     def _translate(self, e: Exception) -> Exception:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if "WouldBlock" in msg:
-            return self._in_use_error()
-        return StoreError(f"qdrant-edge: {msg}")
+        return engine_error(e, self.path, self.settings.data_dir)
 
     def _call(self, fn: Callable[[], T]) -> T:
         """Run one shard call under the lock, turning engine errors into StoreError."""
@@ -239,6 +200,10 @@ class EdgeStore(StoreBase):
     def _update(self, op: qe.UpdateOperation) -> None:
         with self._write_gate:
             self._run(lambda shard: shard.update(op))
+
+    def _note_moved(self, points: int) -> None:
+        with self._lock:
+            self._moved.add(points)
 
     # -- backend hooks (see StoreBase) -------------------------------------------------
 
@@ -277,19 +242,19 @@ class EdgeStore(StoreBase):
         self._update(qe.UpdateOperation.update_vectors(
             [qe.PointVectors(pid, vectors_as_lists(named)) for pid, named in items]
         ))
-        self._note_left_index(len(items))
+        self._note_moved(len(items))
 
     def _set_payload(self, payload: Mapping[str, Any], ids: list[str]) -> None:
         self._update(qe.UpdateOperation.set_payload(ids, dict(payload)))
-        self._note_left_index(len(ids))
+        self._note_moved(len(ids))
 
     def _delete_payload(self, key: str, ids: list[str]) -> None:
         self._update(qe.UpdateOperation.delete_payload(ids, [key]))
-        self._note_left_index(len(ids))
+        self._note_moved(len(ids))
 
     def _delete_points(self, ids: list[str]) -> None:
         self._update(qe.UpdateOperation.delete_points(ids))
-        self._note_left_index(len(ids))
+        self._note_moved(len(ids))
 
     def _retrieve(
         self, ids: list[str], with_payload: bool, with_vectors: bool | list[str]
