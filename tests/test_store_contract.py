@@ -292,6 +292,10 @@ def test_payload_indexes_exist(backend: Backend) -> None:
     else:
         pytest.skip("qdrant-client local mode has no payload indexes")
     assert set(schema.PAYLOAD_INDEXES) <= set(schema_info)
+    # HNSW links per value only for `cluster`: every other field's would be built with the
+    # index as sub-graphs (a whole second graph for `autoencoder_model`)
+    links = {key: info.params.enable_hnsw for key, info in schema_info.items()}
+    assert {key for key, linked in links.items() if linked} == {schema.PAYLOAD_CLUSTER}
 
 
 def test_count_with_each_filter_condition(store: VectorStore) -> None:

@@ -36,8 +36,8 @@ from service.store.base import (
     vectors_as_lists,
 )
 from service.store.edge_config import (
-    SCHEMA_TYPES,
     collection_config,
+    field_index,
     native_condition,
     search_params,
 )
@@ -224,7 +224,7 @@ class EdgeStore(StoreBase):
         return set(self._run(lambda shard: shard.info().payload_schema))
 
     def _create_index(self, key: str, kind: str) -> None:
-        self._update(qe.UpdateOperation.create_field_index(key, SCHEMA_TYPES[kind]))
+        self._update(qe.UpdateOperation.create_field_index(key, field_index(key, kind)))
 
     def _read_meta(self) -> dict[str, Any] | None:
         return read_json(self.path / _META_FILE)

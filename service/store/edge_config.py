@@ -10,13 +10,22 @@ import qdrant_edge as qe
 
 from service.config import Settings
 from service.store.records import INT8_OVERSAMPLING, Condition
+from service.store.schema import PAYLOAD_GRAPH_LINKS
 
-SCHEMA_TYPES = {
-    "integer": qe.PayloadSchemaType.Integer,
-    "keyword": qe.PayloadSchemaType.Keyword,
-    "datetime": qe.PayloadSchemaType.Datetime,
-    "geo": qe.PayloadSchemaType.Geo,
+_INDEX_PARAMS = {
+    # integers (cluster, duplicate group) are matched, never compared: no range index, whose
+    # overlapping range blocks would get HNSW links too
+    "integer": lambda links: qe.IntegerIndexParams(lookup=True, range=False, enable_hnsw=links),
+    "keyword": lambda links: qe.KeywordIndexParams(enable_hnsw=links),
+    "datetime": lambda links: qe.DatetimeIndexParams(enable_hnsw=links),
+    "geo": lambda links: qe.GeoIndexParams(enable_hnsw=links),
 }
+
+
+def field_index(key: str, kind: str) -> Any:
+    """The payload index of ``key`` (schema type ``kind``), with HNSW links only for the
+    fields of :data:`~service.store.schema.PAYLOAD_GRAPH_LINKS`."""
+    return _INDEX_PARAMS[kind](key in PAYLOAD_GRAPH_LINKS)
 _DATATYPES = {
     "float16": qe.VectorStorageDatatype.Float16,
     "float32": qe.VectorStorageDatatype.Float32,

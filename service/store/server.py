@@ -38,11 +38,12 @@ from service.store.server_config import (
 
 T = TypeVar("T")
 
-_SCHEMA_TYPES = {
-    "integer": qm.PayloadSchemaType.INTEGER,
-    "keyword": qm.PayloadSchemaType.KEYWORD,
-    "datetime": qm.PayloadSchemaType.DATETIME,
-    "geo": qm.PayloadSchemaType.GEO,
+_INDEX_PARAMS = {
+    "integer": lambda links: qm.IntegerIndexParams(type="integer", lookup=True, range=False,
+                                                   enable_hnsw=links),
+    "keyword": lambda links: qm.KeywordIndexParams(type="keyword", enable_hnsw=links),
+    "datetime": lambda links: qm.DatetimeIndexParams(type="datetime", enable_hnsw=links),
+    "geo": lambda links: qm.GeoIndexParams(type="geo", enable_hnsw=links),
 }
 _META_KEY = "simimg"  # simimg's record in the collection's metadata (schema version)
 
@@ -159,7 +160,8 @@ class ServerStore(StoreBase):
             warnings.simplefilter("ignore", UserWarning)
             self._call(
                 lambda: self._client.create_payload_index(
-                    self.collection, key, _SCHEMA_TYPES[kind], wait=True
+                    self.collection, key, _INDEX_PARAMS[kind](key in schema.PAYLOAD_GRAPH_LINKS),
+                    wait=True,
                 )
             )
 
