@@ -192,7 +192,11 @@ def test_collection_schema_and_server_options_are_requested(tmp_path: Path) -> N
         assert create["quantization_config"].scalar.type == qm.ScalarType.INT8
         assert (create["shard_number"], create["replication_factor"]) == (2, 2)
         indexes = {c["args"][1]: c["args"][2] for c in client.calls["create_payload_index"]}
-        assert indexes[schema.PAYLOAD_CLUSTER] == qm.PayloadSchemaType.INTEGER
+        cluster = indexes[schema.PAYLOAD_CLUSTER]
+        assert cluster.type == qm.IntegerIndexType.INTEGER
+        assert (cluster.lookup, cluster.range) == (True, False)  # matched, never compared
+        assert {key for key, params in indexes.items() if params.enable_hnsw} == {
+            schema.PAYLOAD_CLUSTER}  # HNSW links for one cluster's searches only
         assert set(indexes) == set(schema.PAYLOAD_INDEXES)
         store.ensure_collection()  # idempotent: nothing created twice
         assert len(client.calls["create_collection"]) == 1
