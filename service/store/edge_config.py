@@ -26,6 +26,8 @@ def field_index(key: str, kind: str) -> Any:
     """The payload index of ``key`` (schema type ``kind``), with HNSW links only for the
     fields of :data:`~service.store.schema.PAYLOAD_GRAPH_LINKS`."""
     return _INDEX_PARAMS[kind](key in PAYLOAD_GRAPH_LINKS)
+
+
 _DATATYPES = {
     "float16": qe.VectorStorageDatatype.Float16,
     "float32": qe.VectorStorageDatatype.Float32,
