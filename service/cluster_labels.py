@@ -234,8 +234,9 @@ def cluster_collection(
     runs.commit_run(settings, run_id, record)
     apply_labels(store, ids, result.labels, progress)
     runs.complete_run(settings, run_id, record)
-    index_if_due(settings, store, keep_serving=True,
-                 notify=lambda _message: progress("index", 0, 1))
+    if index_if_due(settings, store, keep_serving=True,
+                    notify=lambda _message: progress("index", 0, 1)) is not None:
+        progress("index", 1, 1)
     return ClusterRun(result, record, ids)
 
 
