@@ -35,6 +35,11 @@ class Whitening:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
 
+    @cached_property
+    def _squared(self) -> np.ndarray:
+        # matrix @ matrix once, in float32: one product per query instead of two in float64
+        return (self.matrix @ self.matrix).astype(np.float32)
+
     def query_side(self, queries: np.ndarray) -> np.ndarray:
         """(n, dim) -> unit rows of ``(q - mean) @ matrix @ matrix``.
 
@@ -43,10 +48,10 @@ class Whitening:
         collection of plain vectors can be searched as if it were whitened, except that each
         stored vector keeps its own whitened length.
         """
-        queries = np.asarray(queries, np.float64)
-        out = (queries - self.mean) @ self.matrix @ self.matrix
+        mean, _ = self._float32
+        out = (np.asarray(queries, np.float32) - mean) @ self._squared
         norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+        return out / np.maximum(norms, 1e-12)
 
 
 def fit_whitening(vectors: np.ndarray, shrinkage: float) -> Whitening:
