@@ -14,7 +14,11 @@ every peak RSS belongs to that measurement alone):
 * **naive loop**: what a first version would do: for each file, PIL open, timm's eval
   transform, eager PyTorch forward at batch 1, upsert of that one point;
 * optionally **large folder** (``--fashion-mnist N``): Fashion-MNIST written as N PNGs,
-  ingested with the file list streamed from the walker, for peak memory at scale.
+  ingested with the file list streamed from the walker, for peak memory at scale;
+* optionally **flatness** (``--flatness 10000 100000``): the same kind of camera-roll
+  JPEGs, ingested into a fresh store once per folder size (the smaller folders hold the
+  first files of the largest, hard-linked), for whether the cost per image grows with the
+  library.
 
 The ONNX export's max abs difference from eager PyTorch (checked when it was built) is
 printed with the machine description. Other processes on the machine skew every number;
@@ -29,6 +33,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import tempfile
 import time
@@ -287,10 +292,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fashion-mnist", type=int, default=0, metavar="N",
                     help="also ingest N Fashion-MNIST PNGs (split 'all': up to 70,000)")
     ap.add_argument("--large-only", action="store_true",
-                    help="only the --fashion-mnist run (memory at scale)")
+                    help="only the --fashion-mnist and --flatness runs")
+    ap.add_argument("--flatness", type=int, nargs="*", default=[], metavar="N",
+                    help="also ingest N camera-roll JPEGs for each N (cost per image vs size)")
     args = ap.parse_args(argv)
-    if args.large_only and not args.fashion_mnist:
-        ap.error("--large-only needs --fashion-mnist N")
+    if args.large_only and not (args.fashion_mnist or args.flatness):
+        ap.error("--large-only needs --fashion-mnist N or --flatness N [N ...]")
 
     from benchmarks.datasets import camera_roll_jpegs, fashion_mnist_labelled
 
@@ -318,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         large = run_isolated(measure_ingest, fashion, runs / "fashion", models_dir, None)
         rows.append(table_row(_ingest_label("Fashion-MNIST 28px PNG", large), large))
         results["fashion_mnist"] = large
+    if args.flatness:
+        rows += flatness(work, runs, models_dir, args, results)
     print("load average at end:", load_average())
     print()
     print(format_table(rows))
@@ -344,6 +353,46 @@ def compare(camera: Path, runs: Path, models_dir: Path, args: argparse.Namespace
     naive = run_isolated(measure_naive, camera, runs / "naive", models_dir, args.naive_count)
     rows.append(table_row("naive loop: eager PyTorch, 1 image at a time", naive))
     results.update(ingest=ingest, model=model, naive=naive)
+    return rows
+
+
+def first_files(folder: Path, files: list[Path], count: int) -> Path:
+    """A folder of hard links to the first ``count`` of ``files`` (made once)."""
+    if count == len(files):
+        return folder
+    subset = folder.with_name(f"{folder.name}-first-{count}")
+    if not subset.is_dir() or sum(1 for _ in subset.iterdir()) != count:
+        shutil.rmtree(subset, ignore_errors=True)
+        subset.mkdir(parents=True)
+        for path in files[:count]:
+            os.link(path, subset / path.name)
+    return subset
+
+
+def flatness(work: Path, runs: Path, models_dir: Path, args: argparse.Namespace,
+             results: Result) -> list[Row]:
+    """End-to-end ingest of the first N camera-roll JPEGs, each N into a fresh store."""
+    from benchmarks.datasets import camera_roll_jpegs
+
+    sizes = sorted(set(args.flatness))
+    folder = work / f"camera-{args.side}-{sizes[-1]}"
+    files = camera_roll_jpegs(folder, sizes[-1], side=args.side)
+    rows: list[Row] = []
+    runs_by_size: Result = {}
+    for count in sizes:
+        run = run_isolated(measure_ingest, first_files(folder, files, count),
+                           runs / f"flat-{count}", models_dir, None)
+        runs_by_size[str(count)] = run
+        rows.append(table_row(_ingest_label(f"{count:,} {args.side}px JPEG", run), run))
+        print(f"  {count:,} files: {run['images_per_s']:.1f} images/s, "
+              f"{run['cpu_ms_per_image']:.1f} CPU ms/image (load {load_average()})", flush=True)
+    small, large = runs_by_size[str(sizes[0])], runs_by_size[str(sizes[-1])]
+    change = large["images_per_s"] / small["images_per_s"] - 1
+    cpu_change = large["cpu_ms_per_image"] / small["cpu_ms_per_image"] - 1
+    print(f"images/s at {sizes[-1]:,} vs {sizes[0]:,} files: {change:+.1%} "
+          f"(CPU ms/image {cpu_change:+.1%}); flat within 15%: {abs(change) <= 0.15}")
+    results["flatness"] = {"runs": runs_by_size, "images_per_s_change": change,
+                           "cpu_ms_per_image_change": cpu_change}
     return rows
 
 

@@ -71,7 +71,7 @@ def bench_settings(data_dir: Path, args: argparse.Namespace) -> Any:
 
     return Settings.from_env(
         {}, data_dir=data_dir, latent_dim=AE_DIM, quantization=args.quantization,
-        vectors_on_disk=args.on_disk,
+        vectors_on_disk=args.on_disk, hnsw_ef_construct=args.ef_construct,
     )
 
 
@@ -291,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--quantization", default="none", choices=["none", "int8"])
     ap.add_argument("--on-disk", action="store_true", help="original vectors memory-mapped")
+    ap.add_argument("--ef-construct", type=int, default=None,
+                    help="HNSW ef_construct of the new collection (default: the setting)")
     ap.add_argument("--ef", type=int, nargs="*", default=[32, 64, 128, 256],
                     help="hnsw_ef values to sweep (recall and latency of each)")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache")
@@ -325,7 +327,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{_HELD_OUT} held out as queries) topped up to {args.points:,} with derived "
           "vectors (mix of two real + noise); autoencoder vectors are a random projection")
     result: dict[str, Any] = {"points": args.points, "quantization": args.quantization,
-                              "on_disk": args.on_disk}
+                              "on_disk": args.on_disk,
+                              "ef_construct": bench_settings(data_dir, args).hnsw_ef_construct}
     if args.reuse is not None:  # a collection kept by an earlier run (--keep): its figures
         data_dir = args.reuse
         result.update(json.loads((data_dir / "build.json").read_text()))
