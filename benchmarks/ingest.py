@@ -91,6 +91,40 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(stolen, total) clock ticks of every CPU since boot (``/proc/stat``): stolen time is
+    the hypervisor running other guests, which slows wall time but not CPU time."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    return fields[7] if len(fields) > 7 else 0, sum(fields[:8])
+
+
+def steal_percent(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return 100.0 * (after[0] - before[0]) / total if total else 0.0
+
+
+class SliceClock:
+    """Images/s, CPU ms/image and stolen CPU for each ``size`` files of one ingest."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.files = size, 0
+        self.slices: list[Result] = []
+        self._mark = (time.perf_counter(), cpu_seconds(), cpu_jiffies())
+
+    def __call__(self, files: int) -> None:
+        self.files += files
+        if self.size and self.files % self.size == 0:
+            wall, cpu, jiffies = time.perf_counter(), cpu_seconds(), cpu_jiffies()
+            self.slices.append({
+                "files": self.files,
+                "images_per_s": self.size / (wall - self._mark[0]),
+                "cpu_ms_per_image": (cpu - self._mark[1]) * 1000 / self.size,
+                "steal_pct": steal_percent(self._mark[2], jiffies),
+            })
+            self._mark = (wall, cpu, jiffies)
+
+
 def run_isolated(fn: Callable[..., Result], *args: Any) -> Result:
     """Run ``fn(*args)`` in a fresh spawned process and return its result dict."""
     ctx = multiprocessing.get_context("spawn")
@@ -136,12 +170,12 @@ def measure_export(data_dir: Path) -> Result:
 
 def measure_ingest(
     folder: Path, data_dir: Path, models_dir: Path, decode_workers: int | None = None,
-    plain: bool = False,
+    plain: bool = False, slice_size: int = 0,
 ) -> Result:
     """End-to-end ingest of every image under ``folder`` into a fresh embedded store.
 
     ``plain``: without labels and photo metadata, as before issue 17 (see
-    :mod:`benchmarks.ingest_labels`)."""
+    :mod:`benchmarks.ingest_labels`). ``slice_size``: also time each that many files."""
     from ingest.runner import FolderIngester
     from service.store import open_store
     from service.walker import iter_image_files
@@ -157,9 +191,11 @@ def measure_ingest(
     store = open_store(settings)
     try:
         ingester = FolderIngester(store, pipeline)
-        cpu_before = cpu_seconds()
-        report = ingester.ingest(folder, iter_image_files(folder))
+        cpu_before, jiffies_before = cpu_seconds(), cpu_jiffies()
+        clock = SliceClock(slice_size)
+        report = ingester.ingest(folder, iter_image_files(folder), on_progress=clock)
         cpu_ms = (cpu_seconds() - cpu_before) * 1000 / max(report.added, 1)
+        steal = steal_percent(jiffies_before, cpu_jiffies())
         stored = store.count()
     finally:
         store.close()
@@ -173,6 +209,8 @@ def measure_ingest(
         "batch_size": settings.batch_size,
         "window": ingester.window,
         "cpu_ms_per_image": cpu_ms,
+        "steal_pct": steal,
+        "slices": clock.slices,
         "peak_rss_before_ingest_mib": rss_before,
         "peak_rss_mib": peak_rss_mib(),
     }
@@ -381,16 +419,25 @@ def flatness(work: Path, runs: Path, models_dir: Path, args: argparse.Namespace,
     runs_by_size: Result = {}
     for count in sizes:
         run = run_isolated(measure_ingest, first_files(folder, files, count),
-                           runs / f"flat-{count}", models_dir, None)
+                           runs / f"flat-{count}", models_dir, None, False, sizes[0])
         runs_by_size[str(count)] = run
         rows.append(table_row(_ingest_label(f"{count:,} {args.side}px JPEG", run), run))
         print(f"  {count:,} files: {run['images_per_s']:.1f} images/s, "
-              f"{run['cpu_ms_per_image']:.1f} CPU ms/image (load {load_average()})", flush=True)
+              f"{run['cpu_ms_per_image']:.1f} CPU ms/image, {run['steal_pct']:.1f}% of the "
+              f"CPUs stolen by other guests (load {load_average()})", flush=True)
+        for part in run["slices"]:
+            print(f"    to {part['files']:>7,} files: {part['images_per_s']:6.1f} images/s, "
+                  f"{part['cpu_ms_per_image']:5.1f} CPU ms/image, steal {part['steal_pct']:4.1f}%")
     small, large = runs_by_size[str(sizes[0])], runs_by_size[str(sizes[-1])]
     change = large["images_per_s"] / small["images_per_s"] - 1
     cpu_change = large["cpu_ms_per_image"] / small["cpu_ms_per_image"] - 1
     print(f"images/s at {sizes[-1]:,} vs {sizes[0]:,} files: {change:+.1%} "
           f"(CPU ms/image {cpu_change:+.1%}); flat within 15%: {abs(change) <= 0.15}")
+    if len(large["slices"]) > 1:
+        first, last = large["slices"][0], large["slices"][-1]
+        print(f"same run, last {sizes[0]:,} files vs first: "
+              f"{last['images_per_s'] / first['images_per_s'] - 1:+.1%} images/s, "
+              f"{last['cpu_ms_per_image'] / first['cpu_ms_per_image'] - 1:+.1%} CPU ms/image")
     results["flatness"] = {"runs": runs_by_size, "images_per_s_change": change,
                            "cpu_ms_per_image_change": cpu_change}
     return rows
