@@ -37,7 +37,14 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.ingest import load_average, machine_description, peak_rss_mib, run_isolated
+from benchmarks.ingest import (
+    cpu_jiffies,
+    load_average,
+    machine_description,
+    peak_rss_mib,
+    run_isolated,
+    steal_percent,
+)
 from benchmarks.query_latency import percentile_ms
 
 DEFAULT_CACHE = Path("/tmp/simimg-scale")
@@ -120,14 +127,16 @@ def build(data_dir: Path, args: argparse.Namespace, real: np.ndarray) -> dict[st
     store.flush()
     upsert_s = time.perf_counter() - started
     print(f"  upserted in {upsert_s:.0f} s; building the index", flush=True)
-    started = time.perf_counter()
+    started, jiffies = time.perf_counter(), cpu_jiffies()
     store.optimize()
     index_s = time.perf_counter() - started
+    index_steal = steal_percent(jiffies, cpu_jiffies())
     indexed = store.indexed_vectors()
     points = store.count()
     store.close()
     return {"points": points, "real_points": n_real, "derived_points": points - n_real,
-            "upsert_s": upsert_s, "index_build_s": index_s, "indexed_vectors": indexed,
+            "upsert_s": upsert_s, "index_build_s": index_s, "index_build_steal_pct": index_steal,
+            "indexed_vectors": indexed,
             "build_peak_rss_mb": peak_rss_mib(), "disk_mb": _disk_mb(data_dir)}
 
 
@@ -244,7 +253,7 @@ def cluster(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
         if phase == "index" and not reindex_from:
             reindex_from.append(time.perf_counter())
 
-    started = time.perf_counter()
+    started, jiffies = time.perf_counter(), cpu_jiffies()
     run = cluster_collection(settings, store, eps=args.eps, min_samples=args.min_samples,
                              neighbours=args.neighbours, progress=progress)
     ended = time.perf_counter()
@@ -253,6 +262,7 @@ def cluster(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     labels = run.result.labels
     out: dict[str, Any] = {
         "cluster_s": labelled - started, "cluster_reindex_s": ended - labelled,
+        "cluster_steal_pct": steal_percent(jiffies, cpu_jiffies()),
         "cluster_method": run.result.neighbours,
         "clusters": int(labels.max() + 1) if labels.size else 0,
         "noise_share": float(np.mean(labels < 0)), "eps": run.result.eps,
@@ -359,7 +369,8 @@ def print_table(r: dict[str, Any]) -> None:
         ("points (real + derived)", f"{r['points']:,} ({r['real_points']:,} + "
                                     f"{r['derived_points']:,})"),
         ("upsert", f"{r['upsert_s']:.0f} s"),
-        ("index build", f"{r['index_build_s']:.0f} s ({r['indexed_vectors']:,} vectors)"),
+        ("index build", f"{r['index_build_s']:.0f} s ({r['indexed_vectors']:,} vectors, "
+                        f"{r.get('index_build_steal_pct', 0.0):.0f}% of the CPUs stolen)"),
         ("disk", f"{r['disk_mb']:,.0f} MB"),
         ("search p50 / p95 (hnsw_ef "
          f"{r['hnsw_ef']})", f"{r['search_p50_ms']:.2f} / {r['search_p95_ms']:.2f} ms"),
