@@ -17,14 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import qdrant_edge as qe
 
 from benchmarks.duplicates import derived_vectors
 from service.config import Settings
 from service.duplicates.groups import DEFAULT_THRESHOLDS
 from service.indexing import build_index, stored_vectors
 from service.pipeline import EmbeddingPipeline
-from service.store import edge_batches
 from service.store.base import PointRecord
 from service.store.edge import EdgeStore
 from service.store.edge_index import IndexBuild, build_index_aside
@@ -136,32 +134,6 @@ def test_the_all_points_scan_finds_the_near_duplicate_pairs_at_its_narrower_brea
                       if h.id != ids[me]}
     assert len(exact) >= 10  # the derived set has 2% near-duplicate copies
     assert len(exact & found) / len(exact) >= 0.98
-
-
-def test_a_large_batch_split_over_the_cores_answers_as_one_batch(
-    indexed: Indexed, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The all-points scans' batches run in one part per core on the one shard (the engine
-    lets go of the GIL): the same hits, in request order, as a single batch."""
-    queries = list(indexed.vectors[:300])
-    monkeypatch.setattr(edge_batches.os, "cpu_count", lambda: 1)
-    single = indexed.store.search_batch(queries, VECTOR_MOBILENET, 8, min_score=0.5)
-    parts: list[tuple[str, int]] = []
-    real_request = qe.QueryBatchRequest
-
-    def recorded(requests: list[qe.QueryRequest]) -> qe.QueryBatchRequest:
-        # each part is made on the thread that runs it
-        parts.append((threading.current_thread().name, len(requests)))
-        return real_request(requests)
-
-    monkeypatch.setattr(edge_batches.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(qe, "QueryBatchRequest", recorded)
-    split = indexed.store.search_batch(queries, VECTOR_MOBILENET, 8, min_score=0.5)
-    assert sorted(size for _, size in parts) == [75, 75, 75, 75]  # at least MIN_PART each
-    assert all(name.startswith("simimg-query") for name, _ in parts)
-    assert [[(h.id, h.score) for h in hits] for hits in split] == \
-        [[(h.id, h.score) for h in hits] for hits in single]
-    assert [hits[0].id for hits in split] == _ids(POINTS)[:300]
 
 
 def test_a_build_interrupted_at_the_swap_is_undone_on_open(tmp_path: Path) -> None:

@@ -35,7 +35,6 @@ from service.store.base import (
     record_from,
     vectors_as_lists,
 )
-from service.store.edge_batches import query_in_parts
 from service.store.edge_config import (
     collection_config,
     field_index,
@@ -303,15 +302,15 @@ class EdgeStore(StoreBase):
         native_filter: Any,
         min_score: float | None,
     ) -> list[list[Hit]]:
-        requests = [
+        batch = qe.QueryBatchRequest([
             qe.QueryRequest(
                 limit=k, query=qe.Query.Nearest(vector, using=space), filter=native_filter,
                 with_payload=False, with_vector=False, score_threshold=min_score,
                 params=search_params(self.settings, False, self.settings.scan_hnsw_ef),
             )
             for vector in vectors
-        ]
-        results = self._run(lambda shard: query_in_parts(shard.query_batch, requests))
+        ])
+        results = self._run(lambda shard: shard.query_batch(batch))
         return [[Hit(str(p.id), float(p.score), {}) for p in points] for points in results]
 
     def _scroll_page(
