@@ -69,13 +69,12 @@ def neighbour_edges(
     position = {pid: i for i, pid in enumerate(ids)}
     edges = Edges()
     done = 0
-    for page in store.scroll(PAGE, with_vectors=[space], where=where, with_payload=False):
-        rows = [r for r in page if space in r.vectors and r.id in position]
-        results = store.search_batch([r.vectors[space] for r in rows], space, k, where,
-                                     min_score=1.0 - eps)
+    for page_ids, results in store.neighbour_pages(space, k, where, 1.0 - eps, PAGE):
         i, j, sim = [], [], []
-        for record, hits in zip(rows, results, strict=True):
-            me = position[record.id]
+        for point_id, hits in zip(page_ids, results, strict=True):
+            me = position.get(point_id)
+            if me is None:  # stored after the ids were read
+                continue
             for hit in hits:
                 other = position.get(hit.id)
                 if other is not None and other != me:
@@ -86,8 +85,8 @@ def neighbour_edges(
         edges.j.append(np.asarray(j, np.int32))
         edges.sim.append(np.asarray(sim, np.float32))
         edges.size += len(i)
-        done += len(rows)
-        progress("neighbours", done, len(ids))
+        done += len(page_ids)
+        progress("neighbours", min(done, len(ids)), len(ids))
     return _undirected(edges, len(ids))
 
 

@@ -253,6 +253,29 @@ def test_search_batch_matches_single_searches_and_drops_low_scores(store: Vector
     assert store.search_batch([], MN, 8) == []
 
 
+def test_neighbour_pages_cover_every_point_once_with_its_batched_search(
+    store: VectorStore,
+) -> None:
+    """The clustering scan: every point matching the filter (and having the vector) comes
+    once, in pages, with the hits ``search_batch`` gives for its own stored vector."""
+    points = make_points(45, clusters=3)
+    points += make_points(5, seed=1, with_ae=False)  # no autoencoder vector
+    store.upsert(points)
+    by_id = {p.id: p for p in points}
+    pages = list(store.neighbour_pages(AE, 6, PointFilter(cluster=1), min_score=0.1, page=4))
+    assert all(len(ids) <= 4 for ids, _ in pages) and len(pages) >= 4
+    seen = [pid for ids, _ in pages for pid in ids]
+    expected = {p.id for p in points if p.payload.get(schema.PAYLOAD_CLUSTER) == 1
+                and AE in p.vectors}
+    assert len(seen) == len(set(seen)) and set(seen) == expected
+    for ids, results in pages:
+        batched = store.search_batch([by_id[pid].vectors[AE] for pid in ids], AE, 6,
+                                     PointFilter(cluster=1), min_score=0.1)
+        assert [[h.id for h in hits] for hits in results] == \
+            [[h.id for h in hits] for hits in batched]
+        assert all(hits and hits[0].id == pid for pid, hits in zip(ids, results, strict=True))
+
+
 def test_recommend_scores_are_similarities_to_the_closest_example(store: VectorStore) -> None:
     """Qdrant's best_score recommend, its score turned back into a cosine similarity: the
     closest positive's for points nearer a positive, -(2 + the closest negative's) below."""

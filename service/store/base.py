@@ -30,6 +30,7 @@ from service.store.records import (
     vector_selector,
     vectors_as_lists,
 )
+from service.store.scans import NeighbourScanQueries, NeighbourScans
 
 __all__ = ["Condition", "Hit", "PointFilter", "PointRecord", "StoreBase", "VectorStore",
            "conditions_of", "record_from", "vector_selector", "vectors_as_lists"]
@@ -38,7 +39,7 @@ _ID_CHUNK = 1024
 _WRITE_CHUNK = 256
 
 
-class VectorStore(Recommends, Protocol):
+class VectorStore(Recommends, NeighbourScans, Protocol):
     """Storage operations simimg needs. Implementations must be safe to call from threads."""
 
     name: str  # "edge" or "server", for status output
@@ -120,7 +121,7 @@ class VectorStore(Recommends, Protocol):
         """Flush and release the store (and, for the embedded store, its directory lock)."""
 
 
-class StoreBase(RecommendQueries, ABC):
+class StoreBase(RecommendQueries, NeighbourScanQueries, ABC):
     """Shared work of every backend; subclasses implement the ``_native`` hooks below.
 
     ``ensure_collection`` creates or checks the collection, creates missing payload indexes
@@ -185,17 +186,6 @@ class StoreBase(RecommendQueries, ABC):
         self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool,
         to_rescore: bool = False,
     ) -> list[Hit]: ...
-
-    @abstractmethod
-    def _query_batch(
-        self,
-        vectors: list[list[float]],
-        space: str,
-        k: int,
-        native_filter: Any,
-        min_score: float | None,
-    ) -> list[list[Hit]]:
-        """One result list per vector, ids and scores only, in the order given."""
 
     @abstractmethod
     def _scroll_page(

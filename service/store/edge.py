@@ -44,6 +44,7 @@ from service.store.edge_config import (
 from service.store.edge_index import recover
 from service.store.edge_lock import acquire_dir_lock, engine_error, in_use_error
 from service.store.edge_moves import MovedPoints
+from service.store.records import named_vectors
 
 T = TypeVar("T")
 
@@ -270,11 +271,7 @@ class EdgeStore(StoreBase):
                             to_rescore)
 
     def _recommend(
-        self,
-        positives: list[list[float]],
-        negatives: list[list[float]],
-        space: str,
-        k: int,
+        self, positives: list[list[float]], negatives: list[list[float]], space: str, k: int,
         native_filter: Any,
     ) -> list[Hit]:
         query = qe.Query.RecommendBestScore(qe.RecommendQuery(positives, negatives), using=space)
@@ -284,12 +281,8 @@ class EdgeStore(StoreBase):
         self, query: qe.Query, k: int, native_filter: Any, exact: bool, to_rescore: bool = False
     ) -> list[Hit]:
         request = qe.QueryRequest(
-            limit=k,
-            query=query,
-            filter=native_filter,
-            with_payload=not to_rescore,
-            with_vector=False,
-            params=search_params(self.settings, exact, rescore=not to_rescore),
+            limit=k, query=query, filter=native_filter, with_payload=not to_rescore,
+            with_vector=False, params=search_params(self.settings, exact, rescore=not to_rescore),
         )
         points = self._run(lambda shard: shard.query(request))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
@@ -314,19 +307,24 @@ class EdgeStore(StoreBase):
         return [[Hit(str(p.id), float(p.score), {}) for p in points] for points in results]
 
     def _scroll_page(
-        self,
-        offset: Any,
-        limit: int,
-        native_filter: Any,
-        with_payload: bool | list[str],
+        self, offset: Any, limit: int, native_filter: Any, with_payload: bool | list[str],
         with_vectors: bool | list[str],
     ) -> tuple[list[PointRecord], Any]:
-        request = qe.ScrollRequest(
-            offset=offset, limit=limit, filter=native_filter,
-            with_payload=with_payload, with_vector=with_vectors,
-        )
-        records, next_offset = self._run(lambda shard: shard.scroll(request))
+        records, next_offset = self._scroll(offset, limit, native_filter, with_payload,
+                                            with_vectors)
         return [record_from(r.id, r.vector, r.payload) for r in records], next_offset
+
+    def _vector_page(
+        self, offset: Any, limit: int, native_filter: Any, space: str
+    ) -> tuple[list[str], list[list[float]], Any]:
+        records, next_offset = self._scroll(offset, limit, native_filter, False, [space])
+        return (*named_vectors(((r.id, r.vector) for r in records), space), next_offset)
+
+    def _scroll(self, offset: Any, limit: int, native_filter: Any, with_payload: Any,
+                with_vectors: Any) -> tuple[list[Any], Any]:
+        request = qe.ScrollRequest(offset=offset, limit=limit, filter=native_filter,
+                                   with_payload=with_payload, with_vector=with_vectors)
+        return self._run(lambda shard: shard.scroll(request))
 
     def _count(self, native_filter: Any) -> int:
         request = qe.CountRequest(exact=True, filter=native_filter)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,21 @@ def record_from(point_id: object, vector: object, payload: object) -> PointRecor
         vectors={name: np.asarray(v, dtype=np.float32) for name, v in vectors.items()},
         payload=dict(payload or {}),
     )
+
+
+def named_vectors(
+    points: Iterable[tuple[object, object]], space: str
+) -> tuple[list[str], list[list[float]]]:
+    """Ids and ``space`` vectors, as the client returned them, of the ``(id, named vectors)``
+    pairs that have one (see :mod:`service.store.scans`)."""
+    ids: list[str] = []
+    vectors: list[list[float]] = []
+    for point_id, vector in points:
+        found = vector.get(space) if isinstance(vector, dict) else None
+        if found is not None:
+            ids.append(str(point_id))
+            vectors.append(found if isinstance(found, list) else list(found))
+    return ids, vectors
 
 
 def vector_selector(with_vectors: bool | Sequence[str]) -> bool | list[str]:
