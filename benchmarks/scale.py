@@ -78,7 +78,7 @@ def bench_settings(data_dir: Path, args: argparse.Namespace) -> Any:
 
     return Settings.from_env(
         {}, data_dir=data_dir, latent_dim=AE_DIM, quantization=args.quantization,
-        vectors_on_disk=args.on_disk, hnsw_ef_construct=args.ef_construct,
+        vectors_on_disk=args.on_disk, hnsw_ef_construct=args.ef_construct, hnsw_m=args.m,
     )
 
 
@@ -246,6 +246,8 @@ def cluster(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     from service.store import open_store
 
     settings = bench_settings(data_dir, args)
+    if args.no_reindex:  # the labels move every point out of the index: leave the rebuild
+        settings = replace(settings, index_after=0)
     store = open_store(settings)
     reindex_from: list[float] = []  # labels written, index rebuilt (the labelled points left it)
 
@@ -261,7 +263,8 @@ def cluster(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     store.close()
     labels = run.result.labels
     out: dict[str, Any] = {
-        "cluster_s": labelled - started, "cluster_reindex_s": ended - labelled,
+        "cluster_s": labelled - started,
+        "cluster_reindex_s": None if args.no_reindex else ended - labelled,
         "cluster_steal_pct": steal_percent(jiffies, cpu_jiffies()),
         "cluster_method": run.result.neighbours,
         "clusters": int(labels.max() + 1) if labels.size else 0,
@@ -303,6 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--on-disk", action="store_true", help="original vectors memory-mapped")
     ap.add_argument("--ef-construct", type=int, default=None,
                     help="HNSW ef_construct of the new collection (default: the setting)")
+    ap.add_argument("--m", type=int, default=None,
+                    help="HNSW m (links per node) of the new collection (default: the setting)")
     ap.add_argument("--ef", type=int, nargs="*", default=[32, 64, 128, 256],
                     help="hnsw_ef values to sweep (recall and latency of each)")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="embedding cache")
@@ -317,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="DBSCAN neighbourhoods (cluster --neighbours)")
     ap.add_argument("--skip-cluster", action="store_true")
     ap.add_argument("--skip-search", action="store_true")
+    ap.add_argument("--no-reindex", action="store_true",
+                    help="after `cluster` has labelled every point, do not rebuild the index")
     ap.add_argument("--reuse", type=Path, default=None,
                     help="a data dir kept by an earlier run (--keep): skip the build")
     ap.add_argument("--keep", action="store_true", help="keep the collection")
@@ -338,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
           "vectors (mix of two real + noise); autoencoder vectors are a random projection")
     result: dict[str, Any] = {"points": args.points, "quantization": args.quantization,
                               "on_disk": args.on_disk,
-                              "ef_construct": bench_settings(data_dir, args).hnsw_ef_construct}
+                              "ef_construct": bench_settings(data_dir, args).hnsw_ef_construct,
+                              "m": bench_settings(data_dir, args).hnsw_m}
     if args.reuse is not None:  # a collection kept by an earlier run (--keep): its figures
         data_dir = args.reuse
         result.update(json.loads((data_dir / "build.json").read_text()))
@@ -386,9 +394,11 @@ def print_table(r: dict[str, Any]) -> None:
                                       f"{r['serving_anon_mb']:,.0f} MB)"),
     ]
     if "cluster_s" in r:
+        rebuilt = r.get("cluster_reindex_s")
         rows.append(("cluster", f"{r['cluster_s']:.0f} s ({r['cluster_method']}, "
-                                f"{r['clusters']} clusters), then the index rebuilt in "
-                                f"{r.get('cluster_reindex_s', 0.0):.0f} s"))
+                                f"{r['clusters']} clusters), " + (
+                                    "index not rebuilt (--no-reindex)" if rebuilt is None
+                                    else f"then the index rebuilt in {rebuilt:.0f} s")))
     if "ari_vs_exact" in r:
         rows.append(("ARI vs exact DBSCAN", f"{r['ari_vs_exact']:.4f} ({r['exact_clusters']} "
                                             "exact clusters)"))
