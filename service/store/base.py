@@ -187,16 +187,6 @@ class StoreBase(RecommendQueries, NeighbourScanQueries, ABC):
         to_rescore: bool = False,
     ) -> list[Hit]: ...
 
-    @abstractmethod
-    def _scroll_page(
-        self,
-        offset: Any,
-        limit: int,
-        native_filter: Any,
-        with_payload: bool | list[str],
-        with_vectors: bool | list[str],
-    ) -> tuple[list[PointRecord], Any]:
-        """One page of a scroll and the offset of the next (None at the end)."""
 
     @abstractmethod
     def _count(self, native_filter: Any) -> int: ...
@@ -314,7 +304,8 @@ class StoreBase(RecommendQueries, NeighbourScanQueries, ABC):
         native, wv = self.native_filter(where), vector_selector(with_vectors)
         wp = vector_selector(with_payload)
         while True:
-            records, offset = self._scroll_page(offset, batch_size, native, wp, wv)
+            page, offset = self._scroll(offset, batch_size, native, wp, wv)
+            records = [record_from(r.id, r.vector, r.payload) for r in page]
             if records:
                 yield records
             if offset is None:

@@ -44,7 +44,6 @@ from service.store.edge_config import (
 from service.store.edge_index import recover
 from service.store.edge_lock import acquire_dir_lock, engine_error, in_use_error
 from service.store.edge_moves import MovedPoints
-from service.store.records import named_vectors
 
 T = TypeVar("T")
 
@@ -306,22 +305,10 @@ class EdgeStore(StoreBase):
         results = self._run(lambda shard: shard.query_batch(batch))
         return [[Hit(str(p.id), float(p.score), {}) for p in points] for points in results]
 
-    def _scroll_page(
+    def _scroll(
         self, offset: Any, limit: int, native_filter: Any, with_payload: bool | list[str],
         with_vectors: bool | list[str],
-    ) -> tuple[list[PointRecord], Any]:
-        records, next_offset = self._scroll(offset, limit, native_filter, with_payload,
-                                            with_vectors)
-        return [record_from(r.id, r.vector, r.payload) for r in records], next_offset
-
-    def _vector_page(
-        self, offset: Any, limit: int, native_filter: Any, space: str
-    ) -> tuple[list[str], list[list[float]], Any]:
-        records, next_offset = self._scroll(offset, limit, native_filter, False, [space])
-        return (*named_vectors(((r.id, r.vector) for r in records), space), next_offset)
-
-    def _scroll(self, offset: Any, limit: int, native_filter: Any, with_payload: Any,
-                with_vectors: Any) -> tuple[list[Any], Any]:
+    ) -> tuple[list[Any], Any]:
         request = qe.ScrollRequest(offset=offset, limit=limit, filter=native_filter,
                                    with_payload=with_payload, with_vector=with_vectors)
         return self._run(lambda shard: shard.scroll(request))

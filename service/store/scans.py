@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from service.store.records import Hit, PointFilter
+from service.store.records import Hit, PointFilter, named_vectors
 
 
 class NeighbourScans(Protocol):
@@ -32,11 +32,12 @@ class NeighbourScanQueries(ABC):
     """``VectorStore.neighbour_pages`` for :class:`~service.store.base.StoreBase`."""
 
     @abstractmethod
-    def _vector_page(
-        self, offset: Any, limit: int, native_filter: Any, space: str
-    ) -> tuple[list[str], list[list[float]], Any]:
-        """One scroll page: ids and ``space`` vectors as float lists (points without one
-        left out), and the offset of the next page (None at the end)."""
+    def _scroll(
+        self, offset: Any, limit: int, native_filter: Any, with_payload: bool | list[str],
+        with_vectors: bool | list[str],
+    ) -> tuple[list[Any], Any]:
+        """One page of a scroll as the client returns it (records with ``id``, ``vector``
+        and ``payload``) and the offset of the next (None at the end)."""
 
     @abstractmethod
     def _query_batch(
@@ -56,7 +57,8 @@ class NeighbourScanQueries(ABC):
         native: Any = self.native_filter(where)
         offset: Any = None
         while True:
-            ids, vectors, offset = self._vector_page(offset, page, native, space)
+            records, offset = self._scroll(offset, page, native, False, [space])
+            ids, vectors = named_vectors(((r.id, r.vector) for r in records), space)
             if ids:
                 yield ids, self._query_batch(vectors, space, k, native, min_score)
             if offset is None:

@@ -29,7 +29,6 @@ from service.store.base import (
     record_from,
     vectors_as_lists,
 )
-from service.store.records import named_vectors
 from service.store.server_config import (
     collection_params,
     native_condition,
@@ -295,22 +294,10 @@ class ServerStore(StoreBase):
         )
         return [[Hit(str(p.id), float(p.score), {}) for p in r.points] for r in responses]
 
-    def _scroll_page(
+    def _scroll(
         self, offset: Any, limit: int, native_filter: Any, with_payload: bool | list[str],
         with_vectors: bool | list[str],
-    ) -> tuple[list[PointRecord], Any]:
-        records, next_offset = self._scroll(offset, limit, native_filter, with_payload,
-                                            with_vectors)
-        return [record_from(r.id, r.vector, r.payload) for r in records], next_offset
-
-    def _vector_page(
-        self, offset: Any, limit: int, native_filter: Any, space: str
-    ) -> tuple[list[str], list[list[float]], Any]:
-        records, next_offset = self._scroll(offset, limit, native_filter, False, [space])
-        return (*named_vectors(((r.id, r.vector) for r in records), space), next_offset)
-
-    def _scroll(self, offset: Any, limit: int, native_filter: Any, with_payload: Any,
-                with_vectors: Any) -> tuple[list[Any], Any]:
+    ) -> tuple[list[Any], Any]:
         return self._call(lambda: self._client.scroll(
             self.collection, scroll_filter=native_filter, limit=limit, offset=offset,
             with_payload=with_payload, with_vectors=with_vectors,
