@@ -107,6 +107,28 @@ def test_large_jpeg_is_draft_decoded_but_keeps_its_true_size(photo: Image.Image)
     assert min(decoded.image.size) >= 256 and decoded.image.width < big.width
 
 
+@pytest.mark.parametrize("size", [(451, 300), (300, 451), (224, 224), (4000, 3000), (100, 60)])
+def test_preprocess_equals_resizing_the_whole_image_then_cropping(
+    photo: Image.Image, size: tuple[int, int]
+) -> None:
+    """The preprocessing resizes only the centre crop's box; it must give the pixels of
+    timm's eval transform as written (resize the shorter side, then centre-crop)."""
+    preprocess = CenterCropPreprocess(size=224, crop_pct=0.875, mean=(0.485, 0.456, 0.406),
+                                      std=(0.229, 0.224, 0.225))
+    image = photo.resize(size)
+    scale = preprocess.resize_to / min(size)
+    resized = image.resize((max(224, round(size[0] * scale)), max(224, round(size[1] * scale))),
+                           Image.Resampling.BICUBIC)
+    left, top = (resized.width - 224) // 2, (resized.height - 224) // 2
+    expected = np.asarray(resized.crop((left, top, left + 224, top + 224)), np.float32)
+    got = preprocess(image).transpose(1, 2, 0) * np.float32(255) * np.asarray(
+        preprocess.std, np.float32) + np.float32(255) * np.asarray(preprocess.mean, np.float32)
+    levels = np.abs(got - expected)
+    assert got.shape == expected.shape == (224, 224, 3)
+    assert levels.max() < 1.01  # rounding in the filter, at most one 8-bit level
+    assert (levels > 0.5).mean() < 1e-3
+
+
 def test_pixel_limit_refuses_decompression_bombs(photo: Image.Image) -> None:
     with pytest.raises(ImageDecodeError, match=r"exceeds the limit.*SIMIMG_MAX_PIXELS"):
         decode_image(encode(photo, "PNG"), max_pixels=1000, source="bomb.png")

