@@ -128,12 +128,18 @@ class EmbeddingPipeline:
                 raise ModelNotTrainedError(NOT_TRAINED_MESSAGE) from None
             raise
 
-    def prepare(self, data: bytes, source: str, sha256: str | None = None) -> PreparedImage:
+    def prepare(
+        self, data: bytes, source: str, sha256: str | None = None,
+        spaces: Sequence[str] | None = None,
+    ) -> PreparedImage:
         """Decode and preprocess; raises ImageDecodeError naming ``source``.
 
-        ``sha256``: the content hash when the caller already computed it.
+        ``sha256``: the content hash when the caller already computed it. ``spaces``: the
+        only spaces to preprocess for (a query searching one space; default: every space).
         """
-        embedders = dict(self.embedders)  # one consistent view, even if refresh() swaps one
+        # one consistent view, even if refresh() swaps an embedder meanwhile
+        embedders = {space: e for space, e in self.embedders.items()
+                     if spaces is None or space in spaces}
         decoded = decode_image(
             data, max_pixels=self.settings.max_pixels, min_side=self._min_side, source=source
         )
@@ -151,9 +157,11 @@ class EmbeddingPipeline:
             metadata=exif_metadata(decoded.exif),
         )
 
-    def prepare_file(self, path: Path, source: str | None = None) -> PreparedImage:
+    def prepare_file(
+        self, path: Path, source: str | None = None, spaces: Sequence[str] | None = None
+    ) -> PreparedImage:
         data = read_image_bytes(path, self.settings.max_file_bytes)
-        return self.prepare(data, source or str(path))
+        return self.prepare(data, source or str(path), spaces=spaces)
 
     def current_spaces(self, items: Sequence[PreparedImage]) -> list[str]:
         """The spaces every item was preprocessed for with the model loaded now."""

@@ -77,11 +77,14 @@ class Searcher:
         # The whitening file sits with the collection: the store's settings where it has them.
         self.whitening = QueryWhitening(getattr(store, "settings", pipeline.settings), store)
 
-    def prepare(self, query: bytes | Path, source: str | None = None) -> PreparedImage:
-        """Decode a query given as a file path or as raw bytes (an upload)."""
+    def prepare(
+        self, query: bytes | Path, source: str | None = None, spaces: Sequence[str] | None = None
+    ) -> PreparedImage:
+        """Decode a query given as a file path or as raw bytes (an upload), preprocessed for
+        ``spaces`` (default: every loaded space)."""
         if isinstance(query, Path):
-            return self.pipeline.prepare_file(query, source)
-        return self.pipeline.prepare(query, source or "upload")
+            return self.pipeline.prepare_file(query, source, spaces)
+        return self.pipeline.prepare(query, source or "upload", spaces=spaces)
 
     def search(
         self,
@@ -109,7 +112,8 @@ class Searcher:
             if not examples.positives.get(spaces[0]):
                 raise ConfigError("give a query image or at least one --like image")
             return self._ranked({}, spaces, k, cluster, examples, min_score, filters)
-        prepared = query if isinstance(query, PreparedImage) else self.prepare(query, source)
+        prepared = (query if isinstance(query, PreparedImage)
+                    else self.prepare(query, source, spaces))
         vectors = self.pipeline.embed([prepared], spaces)
         queries = {name: vectors[name][0] for name in spaces}
         return self._ranked(queries, spaces, k, cluster, examples, min_score, filters, exact)
