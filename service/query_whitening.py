@@ -190,18 +190,18 @@ def _rescored(
     closer to a negative example, ``-(2 + that similarity)`` (ranked last, as in Qdrant)."""
     if not candidates:
         return []
-    records = {r.id: r for r in store.retrieve([hit.id for hit in candidates],
-                                               with_vectors=[VECTOR_MOBILENET])}
-    stored_vectors = {pid: r.vectors[VECTOR_MOBILENET] for pid, r in records.items()}
-    kept = [hit for hit in candidates if hit.id in stored_vectors]  # deleted meanwhile
-    if not kept:
+    # the candidates' vectors without payloads; payloads only for the k kept (each read
+    # costs time per point: measured at 1M points, see docs/benchmarks-scale.md)
+    found, stored_vectors = store.vectors([hit.id for hit in candidates], VECTOR_MOBILENET)
+    if not found:  # deleted meanwhile
         return []
     whitening = stored.whitening
-    whitened = whitening.apply(np.stack([stored_vectors[hit.id] for hit in kept]))
+    whitened = whitening.apply(stored_vectors)
     best = (whitened @ whitening.apply(np.stack(positives)).T).max(axis=1)
     if negatives:
         worst = (whitened @ whitening.apply(np.stack(negatives)).T).max(axis=1)
         best = np.where(best > worst, best, -(2.0 + worst))
-    order = sorted(range(len(kept)), key=lambda i: (-best[i], kept[i].id))[:k]
-    return [Hit(id=kept[i].id, score=float(best[i]), payload=records[kept[i].id].payload)
-            for i in order]
+    order = sorted(range(len(found)), key=lambda i: (-best[i], found[i]))[:k]
+    payloads = {r.id: r.payload for r in store.retrieve([found[i] for i in order])}
+    return [Hit(id=found[i], score=float(best[i]), payload=payloads[found[i]])
+            for i in order if found[i] in payloads]

@@ -167,6 +167,24 @@ def test_upsert_retrieve_round_trip(store: VectorStore) -> None:
     assert ids_of(store.retrieve([missing, points[1].id])) == [points[1].id]
 
 
+def test_vectors_reads_one_space_of_the_ids_that_have_it(store: VectorStore) -> None:
+    """The re-score's read: the named vectors of the given ids as one float32 matrix, rows
+    matching the returned ids; missing ids and points without that vector left out."""
+    points = make_points(8) + make_points(3, seed=1, with_ae=False)
+    store.upsert(points)
+    asked = [p.id for p in points[::-1]] + [str(uuid.uuid4())]
+    found, matrix = store.vectors(asked, AE)
+    assert sorted(found) == sorted(ids_of(points[:8]))
+    assert matrix.dtype == np.float32 and matrix.shape == (8, LATENT)
+    by_id = {p.id: p for p in points}
+    for pid, row in zip(found, matrix, strict=True):
+        np.testing.assert_allclose(normalised(row), normalised(by_id[pid].vectors[AE]),
+                                   atol=STORED_VECTOR_ATOL)
+    found, matrix = store.vectors([p.id for p in points], MN)
+    assert sorted(found) == sorted(ids_of(points)) and matrix.shape == (11, schema.MOBILENET_DIM)
+    assert store.vectors([str(uuid.uuid4())], MN)[0] == []
+
+
 def test_upsert_replaces_whole_point(store: VectorStore) -> None:
     p = make_points(1)[0]
     store.upsert([p])

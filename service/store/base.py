@@ -31,6 +31,7 @@ from service.store.records import (
     vectors_as_lists,
 )
 from service.store.scans import NeighbourScanQueries, NeighbourScans
+from service.store.vector_reads import VectorReadQueries, VectorReads
 
 __all__ = ["Condition", "Hit", "PointFilter", "PointRecord", "StoreBase", "VectorStore",
            "conditions_of", "record_from", "vector_selector", "vectors_as_lists"]
@@ -39,7 +40,7 @@ _ID_CHUNK = 1024
 _WRITE_CHUNK = 256
 
 
-class VectorStore(Recommends, NeighbourScans, Protocol):
+class VectorStore(Recommends, NeighbourScans, VectorReads, Protocol):
     """Storage operations simimg needs. Implementations must be safe to call from threads."""
 
     name: str  # "edge" or "server", for status output
@@ -121,7 +122,7 @@ class VectorStore(Recommends, NeighbourScans, Protocol):
         """Flush and release the store (and, for the embedded store, its directory lock)."""
 
 
-class StoreBase(RecommendQueries, NeighbourScanQueries, ABC):
+class StoreBase(RecommendQueries, NeighbourScanQueries, VectorReadQueries, ABC):
     """Shared work of every backend; subclasses implement the ``_native`` hooks below.
 
     ``ensure_collection`` creates or checks the collection, creates missing payload indexes
@@ -175,11 +176,6 @@ class StoreBase(RecommendQueries, NeighbourScanQueries, ABC):
 
     @abstractmethod
     def _delete_points(self, ids: list[str]) -> None: ...
-
-    @abstractmethod
-    def _retrieve(
-        self, ids: list[str], with_payload: bool, with_vectors: bool | list[str]
-    ) -> list[PointRecord]: ...
 
     @abstractmethod
     def _query(
@@ -272,13 +268,14 @@ class StoreBase(RecommendQueries, NeighbourScanQueries, ABC):
         found: set[str] = set()
         for start in range(0, len(ids), _ID_CHUNK):
             chunk = list(ids[start : start + _ID_CHUNK])
-            found.update(r.id for r in self._retrieve(chunk, False, False))
+            found.update(str(r.id) for r in self._retrieve(chunk, False, False))
         return found
 
     def retrieve(
         self, ids: Sequence[str], with_vectors: bool | Sequence[str] = False
     ) -> list[PointRecord]:
-        return self._retrieve(list(ids), True, vector_selector(with_vectors))
+        records = self._retrieve(list(ids), True, vector_selector(with_vectors))
+        return [record_from(r.id, r.vector, r.payload) for r in records]
 
     def search(
         self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None,

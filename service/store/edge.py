@@ -32,7 +32,6 @@ from service.store.base import (
     Hit,
     PointRecord,
     StoreBase,
-    record_from,
     vectors_as_lists,
 )
 from service.store.edge_config import (
@@ -258,9 +257,8 @@ class EdgeStore(StoreBase):
 
     def _retrieve(
         self, ids: list[str], with_payload: bool, with_vectors: bool | list[str]
-    ) -> list[PointRecord]:
-        records = self._run(lambda shard: shard.retrieve(ids, with_payload, with_vectors))
-        return [record_from(r.id, r.vector, r.payload) for r in records]
+    ) -> list[Any]:
+        return self._run(lambda shard: shard.retrieve(ids, with_payload, with_vectors))
 
     def _query(
         self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool,

@@ -26,7 +26,6 @@ from service.store.base import (
     Hit,
     PointRecord,
     StoreBase,
-    record_from,
     vectors_as_lists,
 )
 from service.store.server_config import (
@@ -228,13 +227,12 @@ class ServerStore(StoreBase):
 
     def _retrieve(
         self, ids: list[str], with_payload: bool, with_vectors: bool | list[str]
-    ) -> list[PointRecord]:
-        records = self._call(
+    ) -> list[Any]:
+        return self._call(
             lambda: self._client.retrieve(
                 self.collection, ids, with_payload=with_payload, with_vectors=with_vectors
             )
         )
-        return [record_from(r.id, r.vector, r.payload) for r in records]
 
     def _query(
         self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool,
