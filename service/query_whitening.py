@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -161,11 +162,11 @@ def whitened_search(
     """Top ``k`` by whitened cosine: query-side search (a full scan if ``exact``), then an
     exact re-score of the top."""
     query = stored.whitening.query_side(vector[None, :])[0]
-    # ids only, int8 scores as they are: the re-score below reads each candidate's original
-    # vector and payload once (measured at 1M points, vectors on disk: see benchmarks-scale)
-    candidates = store.search(query, VECTOR_MOBILENET, max(k, RERANK_DEPTH), where, exact,
-                              to_rescore=True)
-    return _rescored(store, stored, candidates, [vector], [], k)
+    # ids and original vectors in one query, int8 scores as they are (the re-score replaces
+    # them); payloads only for the k kept (measured at 1M points: docs/benchmarks-scale.md)
+    found, vectors = store.candidates(query, VECTOR_MOBILENET, max(k, RERANK_DEPTH), where,
+                                      exact)
+    return _rescored(store, stored, found, vectors, [vector], [], k)
 
 
 def whitened_recommend(
@@ -179,29 +180,30 @@ def whitened_recommend(
     candidates = store.recommend(list(side(np.stack(positives))),
                                  list(side(np.stack(negatives))) if negatives else [],
                                  VECTOR_MOBILENET, max(k, RERANK_DEPTH), where)
-    return _rescored(store, stored, candidates, positives, negatives, k)
+    found, vectors = store.vectors([hit.id for hit in candidates], VECTOR_MOBILENET)
+    payloads = {hit.id: hit.payload for hit in candidates}
+    return _rescored(store, stored, found, vectors, positives, negatives, k, payloads)
 
 
 def _rescored(
-    store: VectorStore, stored: StoredWhitening, candidates: list[Hit],
+    store: VectorStore, stored: StoredWhitening, found: list[str], vectors: np.ndarray,
     positives: list[np.ndarray], negatives: list[np.ndarray], k: int,
+    payloads: dict[str, dict[str, Any]] | None = None,
 ) -> list[Hit]:
-    """``candidates`` re-scored by whitened cosine: the best over ``positives``, or, for one
-    closer to a negative example, ``-(2 + that similarity)`` (ranked last, as in Qdrant)."""
-    if not candidates:
-        return []
-    # the candidates' vectors without payloads; payloads only for the k kept (each read
-    # costs time per point: measured at 1M points, see docs/benchmarks-scale.md)
-    found, stored_vectors = store.vectors([hit.id for hit in candidates], VECTOR_MOBILENET)
-    if not found:  # deleted meanwhile
+    """The candidates ``found`` (their stored ``vectors`` the rows) re-scored by whitened
+    cosine: the best over ``positives``, or, for one closer to a negative example,
+    ``-(2 + that similarity)`` (ranked last, as in Qdrant). ``payloads``: the candidates'
+    own, if the caller has them; else the k kept are read."""
+    if not found:  # none, or deleted meanwhile
         return []
     whitening = stored.whitening
-    whitened = whitening.apply(stored_vectors)
+    whitened = whitening.apply(vectors)
     best = (whitened @ whitening.apply(np.stack(positives)).T).max(axis=1)
     if negatives:
         worst = (whitened @ whitening.apply(np.stack(negatives)).T).max(axis=1)
         best = np.where(best > worst, best, -(2.0 + worst))
     order = sorted(range(len(found)), key=lambda i: (-best[i], found[i]))[:k]
-    payloads = {r.id: r.payload for r in store.retrieve([found[i] for i in order])}
+    if payloads is None:
+        payloads = {r.id: r.payload for r in store.retrieve([found[i] for i in order])}
     return [Hit(id=found[i], score=float(best[i]), payload=payloads[found[i]])
             for i in order if found[i] in payloads]

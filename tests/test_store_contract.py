@@ -632,11 +632,14 @@ def test_int8_quantization_round_trip(backend: Backend) -> None:
         assert hits[0].id == point.id
         assert [h.id for h in hits] == [h.id for h in exact]
         np.testing.assert_allclose([h.score for h in hits], [h.score for h in exact], atol=1e-5)
-        # candidates for a caller's own re-score: ids and int8 scores, no payload
-        candidates = store.search(point.vectors[MN], MN, 5, to_rescore=True)
-        assert candidates[0].id == point.id and all(not h.payload for h in candidates)
-        assert hits[0].payload and len(candidates) == 5
-        np.testing.assert_allclose([h.score for h in candidates][:1], [exact[0].score], atol=0.02)
+        # candidates for a caller's own re-score: ids in int8 order, with original vectors
+        found, vectors = store.candidates(point.vectors[MN], MN, 5)
+        near = {h.id for h in store.search(point.vectors[MN], MN, 20, exact=True)}
+        assert found[0] == point.id and len(set(found)) == 5 and set(found) <= near
+        assert vectors.shape == (5, schema.MOBILENET_DIM) and hits[0].payload
+        by_id = {p.id: p for p in points}
+        for pid, row in zip(found, vectors, strict=True):
+            np.testing.assert_allclose(row, by_id[pid].vectors[MN], atol=STORED_VECTOR_ATOL)
     stored = store.retrieve([points[7].id], with_vectors=True)[0]
     np.testing.assert_allclose(stored.vectors[MN], points[7].vectors[MN], atol=STORED_VECTOR_ATOL)
     np.testing.assert_allclose(stored.vectors[AE], points[7].vectors[AE], atol=STORED_VECTOR_ATOL)

@@ -73,10 +73,9 @@ class VectorStore(Recommends, NeighbourScans, VectorReads, Protocol):
 
     def search(
         self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None,
-        exact: bool = False, to_rescore: bool = False,
+        exact: bool = False,
     ) -> list[Hit]:
-        """Top-k by cosine similarity in ``space``, best first (a full scan if ``exact``);
-        ``to_rescore``: ids and int8 scores only, for a caller that re-scores them itself."""
+        """Top-k by cosine similarity in ``space``, best first (a full scan if ``exact``)."""
 
     def search_batch(
         self,
@@ -179,8 +178,7 @@ class StoreBase(RecommendQueries, NeighbourScanQueries, VectorReadQueries, ABC):
 
     @abstractmethod
     def _query(
-        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool,
-        to_rescore: bool = False,
+        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
     ) -> list[Hit]: ...
 
 
@@ -279,10 +277,10 @@ class StoreBase(RecommendQueries, NeighbourScanQueries, VectorReadQueries, ABC):
 
     def search(
         self, vector: np.ndarray, space: str, k: int, where: PointFilter | None = None,
-        exact: bool = False, to_rescore: bool = False,
+        exact: bool = False,
     ) -> list[Hit]:
         query = np.asarray(vector, dtype=np.float32).tolist()
-        return self._query(query, space, k, self.native_filter(where), exact, to_rescore)
+        return self._query(query, space, k, self.native_filter(where), exact)
 
     def search_batch(
         self, vectors: Sequence[np.ndarray], space: str, k: int,

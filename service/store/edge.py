@@ -261,11 +261,19 @@ class EdgeStore(StoreBase):
         return self._run(lambda shard: shard.retrieve(ids, with_payload, with_vectors))
 
     def _query(
-        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool,
-        to_rescore: bool = False,
+        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
     ) -> list[Hit]:
-        return self._ranked(qe.Query.Nearest(vector, using=space), k, native_filter, exact,
-                            to_rescore)
+        return self._ranked(qe.Query.Nearest(vector, using=space), k, native_filter, exact)
+
+    def _candidates(
+        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
+    ) -> list[Any]:
+        request = qe.QueryRequest(
+            limit=k, query=qe.Query.Nearest(vector, using=space), filter=native_filter,
+            with_payload=False, with_vector=[space],
+            params=search_params(self.settings, exact, rescore=False),
+        )
+        return self._run(lambda shard: shard.query(request))
 
     def _recommend(
         self, positives: list[list[float]], negatives: list[list[float]], space: str, k: int,
@@ -274,12 +282,10 @@ class EdgeStore(StoreBase):
         query = qe.Query.RecommendBestScore(qe.RecommendQuery(positives, negatives), using=space)
         return self._ranked(query, k, native_filter, exact=False)
 
-    def _ranked(
-        self, query: qe.Query, k: int, native_filter: Any, exact: bool, to_rescore: bool = False
-    ) -> list[Hit]:
+    def _ranked(self, query: qe.Query, k: int, native_filter: Any, exact: bool) -> list[Hit]:
         request = qe.QueryRequest(
-            limit=k, query=query, filter=native_filter, with_payload=not to_rescore,
-            with_vector=False, params=search_params(self.settings, exact, rescore=not to_rescore),
+            limit=k, query=query, filter=native_filter, with_payload=True, with_vector=False,
+            params=search_params(self.settings, exact),
         )
         points = self._run(lambda shard: shard.query(request))
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]

@@ -235,10 +235,14 @@ class ServerStore(StoreBase):
         )
 
     def _query(
-        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool,
-        to_rescore: bool = False,
+        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
     ) -> list[Hit]:
-        return self._ranked(vector, space, k, native_filter, exact, to_rescore)
+        return self._ranked(vector, space, k, native_filter, exact)
+
+    def _candidates(
+        self, vector: list[float], space: str, k: int, native_filter: Any, exact: bool
+    ) -> list[Any]:
+        return self._points(vector, space, k, native_filter, exact, with_vectors=[space])
 
     def _recommend(
         self,
@@ -254,9 +258,17 @@ class ServerStore(StoreBase):
         return self._ranked(query, space, k, native_filter, exact=False)
 
     def _ranked(
-        self, query: Any, space: str, k: int, native_filter: Any, exact: bool,
-        to_rescore: bool = False,
+        self, query: Any, space: str, k: int, native_filter: Any, exact: bool
     ) -> list[Hit]:
+        points = self._points(query, space, k, native_filter, exact)
+        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+    def _points(
+        self, query: Any, space: str, k: int, native_filter: Any, exact: bool,
+        with_vectors: list[str] | None = None,
+    ) -> list[Any]:
+        """The top ``k``: with payloads, or, given ``with_vectors``, with those vectors only
+        and the int8 scores as they are (a re-score's candidates)."""
         result = self._call(
             lambda: self._client.query_points(
                 self.collection,
@@ -264,12 +276,12 @@ class ServerStore(StoreBase):
                 using=space,
                 limit=k,
                 query_filter=native_filter,
-                search_params=search_params(self.settings, exact, rescore=not to_rescore),
-                with_payload=not to_rescore,
-                with_vectors=False,
+                search_params=search_params(self.settings, exact, rescore=not with_vectors),
+                with_payload=not with_vectors,
+                with_vectors=with_vectors or False,
             )
         )
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in result.points]
+        return list(result.points)
 
     def _query_batch(
         self,
