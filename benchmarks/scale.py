@@ -215,20 +215,51 @@ def serve(data_dir: Path, args: argparse.Namespace, queries: np.ndarray,
 
 def _end_to_end(settings: Any, store: Any, files: list[Path],
                 args: argparse.Namespace) -> dict[str, Any]:
-    """One query from an image file: read, decode, MobileNet (ONNX), search; p50."""
+    """One query from an image file: read, decode, MobileNet (ONNX), search; p50.
+
+    Three ways, interleaved file by file so that a change in the host's speed touches each
+    alike: the default search (whitened re-score), the plain cosine search (whitening off),
+    and the query's image alone (read, decode, preprocess, MobileNet). ``cpu_probe_ms``: a
+    fixed pure-Python loop timed before and after, to show how fast the shared host ran.
+    """
     from service.embedders.mobilenet import load_mobilenet
     from service.pipeline import EmbeddingPipeline
+    from service.query_whitening import QueryWhitening
     from service.search import Searcher
+    from service.store.schema import VECTOR_MOBILENET
 
     models = replace(settings, data_dir=args.models_from)
     pipeline = EmbeddingPipeline(settings, [load_mobilenet(models)])
-    searcher = Searcher(store, pipeline)
+    searcher, plain = Searcher(store, pipeline), Searcher(store, pipeline)
+    plain.whitening = QueryWhitening(replace(settings, whiten_shrinkage=0.0), store)
+    ways = {
+        "query_from_file": lambda path: searcher.search(path, k=10),
+        "query_from_file_plain": lambda path: plain.search(path, k=10),
+        "query_image_only": lambda path: pipeline.embed(
+            [searcher.prepare(path, spaces=[VECTOR_MOBILENET])], [VECTOR_MOBILENET]),
+    }
     for path in files[:3]:
-        searcher.search(path, k=10)  # warm-up
-    rounds = [files[i % len(files)] for i in range(max(60, len(files)))]
-    _, seconds = _timed(lambda path: searcher.search(path, k=10), rounds)
-    return {"query_from_file_p50_ms": percentile_ms(seconds, 50),
-            "query_from_file_p95_ms": percentile_ms(seconds, 95)}
+        for way in ways.values():
+            way(path)  # warm-up
+    probe = [cpu_probe_ms()]
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    for i in range(max(60, len(files))):
+        for name, way in ways.items():
+            seconds[name] += _timed(way, [files[i % len(files)]])[1]
+    probe.append(cpu_probe_ms())
+    out: dict[str, Any] = {"cpu_probe_ms": probe}
+    for name, values in seconds.items():
+        out[f"{name}_p50_ms"] = percentile_ms(values, 50)
+        out[f"{name}_p95_ms"] = percentile_ms(values, 95)
+    return out
+
+
+def cpu_probe_ms() -> float:
+    """Milliseconds for a fixed pure-Python loop (3 million additions): the host's speed."""
+    started, total = time.perf_counter(), 0
+    for i in range(3_000_000):
+        total += i
+    return (time.perf_counter() - started) * 1000
 
 
 def _photo_files(work: Path) -> list[str]:
@@ -388,7 +419,11 @@ def print_table(r: dict[str, Any]) -> None:
         ("1% cluster filter p50 / p95", f"{r['filtered_p50_ms']:.2f} / "
                                         f"{r['filtered_p95_ms']:.2f} ms (recall "
                                         f"{r['filtered_recall_at_10']:.4f})"),
-        ("query from file p50", f"{r.get('query_from_file_p50_ms', float('nan')):.1f} ms"),
+        ("query from file p50: whitened / plain / image only",
+         f"{r.get('query_from_file_p50_ms', float('nan')):.1f} / "
+         f"{r.get('query_from_file_plain_p50_ms', float('nan')):.1f} / "
+         f"{r.get('query_image_only_p50_ms', float('nan')):.1f} ms (CPU probe "
+         + " / ".join(f"{v:.0f}" for v in r.get("cpu_probe_ms", [])) + " ms)"),
         ("peak RSS: build / serving", f"{r['build_peak_rss_mb']:,.0f} / "
                                       f"{r['serving_rss_mb']:,.0f} MB (serving anonymous "
                                       f"{r['serving_anon_mb']:,.0f} MB)"),
