@@ -161,12 +161,12 @@ def whitened_search(
 ) -> list[Hit]:
     """Top ``k`` by whitened cosine: query-side search (a full scan if ``exact``), then an
     exact re-score of the top."""
-    query = stored.whitening.query_side(vector[None, :])[0]
+    sides, lengths = stored.whitening.query_sides(vector[None, :])
     # ids and original vectors in one query, int8 scores as they are (the re-score replaces
     # them); payloads only for the k kept (measured at 1M points: docs/benchmarks-scale.md)
-    found, vectors = store.candidates(query, VECTOR_MOBILENET, max(k, RERANK_DEPTH), where,
+    found, vectors = store.candidates(sides[0], VECTOR_MOBILENET, max(k, RERANK_DEPTH), where,
                                       exact)
-    return _rescored(store, stored, found, vectors, [vector], [], k)
+    return _rescored(store, stored, found, vectors, (sides, lengths), None, k)
 
 
 def whitened_recommend(
@@ -176,31 +176,35 @@ def whitened_recommend(
     """Qdrant's recommend query (``best_score``) in the whitened space, scored as
     :mod:`service.store.recommend` defines: candidates from the query-side examples, then
     the exact whitened re-score, so a steered score means what a plain one means."""
-    side = stored.whitening.query_side
-    candidates = store.recommend(list(side(np.stack(positives))),
-                                 list(side(np.stack(negatives))) if negatives else [],
+    liked = stored.whitening.query_sides(np.stack(positives))
+    unliked = stored.whitening.query_sides(np.stack(negatives)) if negatives else None
+    candidates = store.recommend(list(liked[0]), list(unliked[0]) if unliked else [],
                                  VECTOR_MOBILENET, max(k, RERANK_DEPTH), where)
     found, vectors = store.vectors([hit.id for hit in candidates], VECTOR_MOBILENET)
     payloads = {hit.id: hit.payload for hit in candidates}
-    return _rescored(store, stored, found, vectors, positives, negatives, k, payloads)
+    return _rescored(store, stored, found, vectors, liked, unliked, k, payloads)
+
+
+Sides = tuple[np.ndarray, np.ndarray]  # Whitening.query_sides of some examples
 
 
 def _rescored(
     store: VectorStore, stored: StoredWhitening, found: list[str], vectors: np.ndarray,
-    positives: list[np.ndarray], negatives: list[np.ndarray], k: int,
+    liked: Sides, unliked: Sides | None, k: int,
     payloads: dict[str, dict[str, Any]] | None = None,
 ) -> list[Hit]:
     """The candidates ``found`` (their stored ``vectors`` the rows) re-scored by whitened
-    cosine: the best over ``positives``, or, for one closer to a negative example,
+    cosine: the best over the ``liked`` examples, or, for one closer to an ``unliked`` one,
     ``-(2 + that similarity)`` (ranked last, as in Qdrant). ``payloads``: the candidates'
     own, if the caller has them; else the k kept are read."""
     if not found:  # none, or deleted meanwhile
         return []
-    whitening = stored.whitening
-    whitened = whitening.apply(vectors)
-    best = (whitened @ whitening.apply(np.stack(positives)).T).max(axis=1)
-    if negatives:
-        worst = (whitened @ whitening.apply(np.stack(negatives)).T).max(axis=1)
+    examples = [liked, unliked] if unliked is not None else [liked]
+    cosines = stored.whitening.cosines(vectors, np.concatenate([e[0] for e in examples]),
+                                       np.concatenate([e[1] for e in examples]))
+    best = cosines[:, :len(liked[0])].max(axis=1)
+    if unliked is not None:
+        worst = cosines[:, len(liked[0]):].max(axis=1)
         best = np.where(best > worst, best, -(2.0 + worst))
     order = sorted(range(len(found)), key=lambda i: (-best[i], found[i]))[:k]
     if payloads is None:

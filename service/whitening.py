@@ -40,18 +40,35 @@ class Whitening:
         # matrix @ matrix once, in float32: one product per query instead of two in float64
         return (self.matrix @ self.matrix).astype(np.float32)
 
-    def query_side(self, queries: np.ndarray) -> np.ndarray:
-        """(n, dim) -> unit rows of ``(q - mean) @ matrix @ matrix``.
+    def query_sides(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, dim) -> the rows ``(q - mean) @ matrix @ matrix`` and each query's whitened
+        length ``|(q - mean) @ matrix|`` (their inner product with ``q - mean``, square-rooted:
+        no second product with the matrix).
 
-        Their cosine with a stored unit vector x ranks x by the whitened inner product
+        A side's cosine with a stored unit vector x ranks x by the whitened inner product
         ``(q - mean) W . (x - mean) W`` (the ``mean`` term is the same for every x), so a
         collection of plain vectors can be searched as if it were whitened, except that each
-        stored vector keeps its own whitened length.
+        stored vector keeps its own whitened length; :meth:`cosines` adds it.
         """
         mean, _ = self._float32
-        out = (np.asarray(queries, np.float32) - mean) @ self._squared
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        centred = np.asarray(queries, np.float32) - mean
+        sides = centred @ self._squared
+        lengths = np.sqrt(np.maximum(np.einsum("ij,ij->i", centred, sides), 0.0))
+        return sides, lengths
+
+    def query_side(self, queries: np.ndarray) -> np.ndarray:
+        """The unit rows of :meth:`query_sides`: what to search the plain vectors with."""
+        sides, _ = self.query_sides(queries)
+        return sides / np.maximum(np.linalg.norm(sides, axis=1, keepdims=True), 1e-12)
+
+    def cosines(self, stored: np.ndarray, sides: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """(m, n) whitened cosines of ``stored`` vectors (m, dim) with the queries given as
+        :meth:`query_sides` returns them: ``apply(stored) @ apply(queries).T`` with one
+        product with the matrix (the stored side's) instead of two."""
+        mean, matrix = self._float32
+        centred = np.asarray(stored, np.float32) - mean
+        stored_lengths = np.linalg.norm(centred @ matrix, axis=1)
+        return (centred @ sides.T) / np.maximum(np.outer(stored_lengths, lengths), 1e-12)
 
 
 def fit_whitening(vectors: np.ndarray, shrinkage: float) -> Whitening:
