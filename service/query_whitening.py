@@ -29,6 +29,7 @@ import numpy as np
 
 from service.atomic import write_bytes_atomic
 from service.config import Settings
+from service.embedders.base import l2_normalise
 from service.store.base import Hit, PointFilter, VectorStore
 from service.store.schema import VECTOR_MOBILENET
 from service.whitening import Whitening, fit_whitening
@@ -164,8 +165,8 @@ def whitened_search(
     sides, lengths = stored.whitening.query_sides(vector[None, :])
     # ids and original vectors in one query, int8 scores as they are (the re-score replaces
     # them); payloads only for the k kept (measured at 1M points: docs/benchmarks-scale.md)
-    found, vectors = store.candidates(sides[0], VECTOR_MOBILENET, max(k, RERANK_DEPTH), where,
-                                      exact)
+    found, vectors = store.candidates(l2_normalise(sides)[0], VECTOR_MOBILENET,
+                                      max(k, RERANK_DEPTH), where, exact)
     return _rescored(store, stored, found, vectors, (sides, lengths), None, k)
 
 
@@ -178,7 +179,8 @@ def whitened_recommend(
     the exact whitened re-score, so a steered score means what a plain one means."""
     liked = stored.whitening.query_sides(np.stack(positives))
     unliked = stored.whitening.query_sides(np.stack(negatives)) if negatives else None
-    candidates = store.recommend(list(liked[0]), list(unliked[0]) if unliked else [],
+    candidates = store.recommend(list(l2_normalise(liked[0])),
+                                 list(l2_normalise(unliked[0])) if unliked else [],
                                  VECTOR_MOBILENET, max(k, RERANK_DEPTH), where)
     found, vectors = store.vectors([hit.id for hit in candidates], VECTOR_MOBILENET)
     payloads = {hit.id: hit.payload for hit in candidates}

@@ -15,6 +15,8 @@ from functools import cached_property
 
 import numpy as np
 
+from service.embedders.base import l2_normalise
+
 
 @dataclass(frozen=True)
 class Whitening:
@@ -58,8 +60,7 @@ class Whitening:
 
     def query_side(self, queries: np.ndarray) -> np.ndarray:
         """The unit rows of :meth:`query_sides`: what to search the plain vectors with."""
-        sides, _ = self.query_sides(queries)
-        return sides / np.maximum(np.linalg.norm(sides, axis=1, keepdims=True), 1e-12)
+        return l2_normalise(self.query_sides(queries)[0])
 
     def cosines(self, stored: np.ndarray, sides: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """(m, n) whitened cosines of ``stored`` vectors (m, dim) with the queries given as
