@@ -180,7 +180,7 @@ def whitened_recommend(
     liked = stored.whitening.query_sides(np.stack(positives))
     unliked = stored.whitening.query_sides(np.stack(negatives)) if negatives else None
     candidates = store.recommend(list(l2_normalise(liked[0])),
-                                 list(l2_normalise(unliked[0])) if unliked else [],
+                                 list(l2_normalise(unliked[0])) if unliked is not None else [],
                                  VECTOR_MOBILENET, max(k, RERANK_DEPTH), where)
     found, vectors = store.vectors([hit.id for hit in candidates], VECTOR_MOBILENET)
     payloads = {hit.id: hit.payload for hit in candidates}
